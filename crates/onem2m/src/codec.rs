@@ -1,0 +1,171 @@
+//! JSON and CBOR serialisations (TS-0004 §8.4): the same serde data model for both, so a resource or
+//! a primitive reads the same whichever one carried it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// A content serialisation, chosen by `Content-Type` and `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Serialization {
+    #[default]
+    Json,
+    Cbor,
+}
+
+impl Serialization {
+    /// The serialisation of a media type such as `application/json`, `application/vnd.onem2m-res+json`
+    /// or `application/cbor`. Parameters (`;ty=4`) are ignored. XML is not supported.
+    pub fn from_media_type(mt: &str) -> Option<Self> {
+        let essence = mt.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Some(Self::Json),
+            "application/cbor" => Some(Self::Cbor),
+            s if s.starts_with("application/vnd.onem2m-") && s.ends_with("+json") => Some(Self::Json),
+            s if s.starts_with("application/vnd.onem2m-") && s.ends_with("+cbor") => Some(Self::Cbor),
+            _ => None,
+        }
+    }
+
+    /// The serialisation an `Accept` header asks for: the first supported media type, JSON for `*/*`,
+    /// `None` when nothing listed is supported.
+    pub fn from_accept(accept: &str) -> Option<Self> {
+        for part in accept.split(',') {
+            let mt = part.split(';').next().unwrap_or("").trim();
+            if mt == "*/*" || mt == "application/*" {
+                return Some(Self::Json);
+            }
+            if let Some(s) = Self::from_media_type(mt) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Cbor => "application/cbor",
+        }
+    }
+
+    /// The topic suffix of the MQTT binding (TS-0010 §6.5.4).
+    pub fn mqtt_suffix(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Cbor => "cbor",
+        }
+    }
+
+    /// Decodes a body. A malformed one is a 4000 with the parser's reason.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, Error> {
+        match self {
+            Self::Json => serde_json::from_slice(bytes).map_err(|e| Error::bad_request(format!("invalid JSON: {e}"))),
+            Self::Cbor => {
+                minicbor_serde::from_slice(bytes).map_err(|e| Error::bad_request(format!("invalid CBOR: {e}")))
+            }
+        }
+    }
+
+    /// Encodes a value. Values of this crate's types always encode.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Vec<u8> {
+        match self {
+            Self::Json => serde_json::to_vec(value).unwrap_or_default(),
+            Self::Cbor => {
+                // JSON's null is CBOR's null (minicbor-serde would write `()` as an empty array).
+                let mut ser = minicbor_serde::Serializer::new(Vec::new());
+                ser.serialize_unit_as_null(true);
+                match value.serialize(&mut ser) {
+                    Ok(()) => ser.into_encoder().into_writer(),
+                    Err(_) => Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Operation, Request, ResourceType, Response, Rsc};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn media_types() {
+        assert_eq!(Serialization::from_media_type("application/json;ty=2"), Some(Serialization::Json));
+        assert_eq!(Serialization::from_media_type("application/vnd.onem2m-res+json"), Some(Serialization::Json));
+        assert_eq!(Serialization::from_media_type("Application/CBOR; ty=4"), Some(Serialization::Cbor));
+        assert_eq!(Serialization::from_media_type("application/xml"), None);
+        assert_eq!(Serialization::from_accept("application/xml, application/cbor"), Some(Serialization::Cbor));
+        assert_eq!(Serialization::from_accept("*/*"), Some(Serialization::Json));
+        assert_eq!(Serialization::from_accept("text/html"), None);
+    }
+
+    #[test]
+    fn bad_bodies_are_4000() {
+        assert_eq!(Serialization::Json.decode::<Value>(b"{broken").unwrap_err().rsc, Rsc::BadRequest);
+        assert_eq!(Serialization::Cbor.decode::<Value>(&[0xff, 0x00]).unwrap_err().rsc, Rsc::BadRequest);
+    }
+
+    fn round_trip(v: &Value) -> Value {
+        let cbor = Serialization::Cbor.encode(v);
+        let back: Value = Serialization::Cbor.decode(&cbor).unwrap();
+        let json = Serialization::Json.encode(&back);
+        Serialization::Json.decode(&json).unwrap()
+    }
+
+    #[test]
+    fn resources_round_trip_through_cbor() {
+        let resources = [
+            json!({"m2m:ae": {"rn":"testAE","api":"NMyApp1Id","rr":false,"srv":["4"],"poa":["http://h:9990"],
+                   "ri":"Cabc","pi":"id-in","ty":2,"ct":"20240101T000000,000000","lbl":[],"aei":"Cabc"}}),
+            json!({"m2m:cnt": {"rn":"c","mni":10,"mbs":1024,"cni":0,"cbs":0,"st":0}}),
+            json!({"m2m:cin": {"con":"21.5","cnf":"text/plain:0","cs":4}}),
+            json!({"m2m:acp": {"pv":{"acr":[{"acor":["all"],"acop":63}]},"pvs":{"acr":[]}}}),
+            json!({"m2m:sub": {"nu":["http://x"],"enc":{"net":[1,3]},"nct":1,"exc":10}}),
+            json!({"m2m:uril": ["cse-in/a", "cse-in/b"]}),
+            json!({"m2m:dbg": "error"}),
+        ];
+        for r in resources {
+            assert_eq!(round_trip(&r), r);
+        }
+    }
+
+    #[test]
+    fn primitives_round_trip_through_cbor() {
+        let mut req = Request::new(Operation::Create, "cse-in", Some("C".into()), "r1");
+        req.ty = Some(ResourceType::Container);
+        req.pc = Some(json!({"m2m:cnt": {"rn": "x"}}));
+        let bytes = Serialization::Cbor.encode(&req);
+        assert_eq!(Serialization::Cbor.decode::<Request>(&bytes).unwrap(), req);
+        let resp = Response::new(Rsc::Created, "r1").with_pc(json!({"m2m:cnt": {"ri": "cnt1"}}));
+        let bytes = Serialization::Cbor.encode(&resp);
+        assert_eq!(Serialization::Cbor.decode::<Response>(&bytes).unwrap(), resp);
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e9f64..1e9).prop_map(|f| json!(f)),
+            "[a-zA-Z0-9 :/._-]{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn json_cbor_json(v in arb_json()) {
+            prop_assert_eq!(round_trip(&v), v);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! `warden bench`.
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+pub(crate) async fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`warden bench` is not built yet")
+}

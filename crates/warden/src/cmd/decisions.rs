@@ -1,0 +1,8 @@
+//! `warden decisions`.
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+pub(crate) async fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`warden decisions` is not built yet")
+}

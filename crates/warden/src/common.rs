@@ -1,0 +1,81 @@
+//! What every subcommand shares: logging, the crypto provider, shutdown signals, common flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Exit code for bad command lines and configuration (sysexits `EX_USAGE`).
+pub(crate) const EX_USAGE: u8 = 64;
+
+/// A configuration or usage mistake: the process exits with [`EX_USAGE`].
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub(crate) fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Installs aws-lc-rs as the process's rustls provider, once, before any TLS configuration is built.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// Flags every server takes (DESIGN.md §3).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Directory for the embedded database.
+    #[arg(long, default_value = "./warden-data")]
+    pub(crate) data: PathBuf,
+    /// A TOML configuration file; flags override its values.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// Flags every registry client takes (DESIGN.md §3).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RegistryClientArgs {
+    /// The registry's base URL.
+    #[arg(long = "registry", env = "WARDEN_REGISTRY_URL", default_value = "http://127.0.0.1:7070")]
+    pub(crate) registry: String,
+    /// A bearer token for the registry.
+    #[arg(long = "token", env = "WARDEN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
