@@ -1,1 +1,6 @@
+//! The CSE: a oneM2M resource tree served over HTTP, with persistence, access control,
+//! notifications and admission against the App-ID Registry.
 #![forbid(unsafe_code)]
+
+pub mod resource;
+pub mod store;

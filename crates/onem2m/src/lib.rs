@@ -13,6 +13,7 @@
 //! This crate does no I/O and reads no clock: callers pass `now` where time matters.
 #![forbid(unsafe_code)]
 
+pub mod attrs;
 pub mod codec;
 pub mod id;
 pub mod primitive;

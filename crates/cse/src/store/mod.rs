@@ -1,0 +1,135 @@
+//! Persistence of the resource tree behind one trait, so that the embedded SQLite backend and a
+//! PostgreSQL backend can serve the same CSE and pass the same test suite.
+//!
+//! # Architecture invariant
+//! Only this module knows SQL. The core describes *what* changes ([`Write`]); a backend applies a
+//! transaction ([`Tx`]) atomically — all of it or nothing — and keeps the derived data right: a
+//! container's `cni`, `cbs` and `st`, the `mni`/`mbs` quotas (oldest instances go first), and the
+//! removal of whole subtrees. A write is acknowledged only once it is durable against a crash of the
+//! process.
+
+pub mod sqlite;
+#[cfg(test)]
+mod suite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use onem2m::{ResourceType, Timestamp};
+
+use crate::resource::Resource;
+
+pub use sqlite::SqliteStore;
+
+/// A boxed future of a store call.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A resource with this resource ID exists already.
+    #[error("resource ID {0} exists already")]
+    DuplicateRi(String),
+    /// A sibling with this resource name exists already.
+    #[error("a resource named {0} exists already under this parent")]
+    DuplicateName(String),
+    /// The resource to change or the parent to add to is gone.
+    #[error("resource {0} not found")]
+    NotFound(String),
+    /// The backend failed; the transaction was not applied.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// One change of a transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Add a resource; its parent must exist.
+    Create(Resource),
+    /// Add a contentInstance to its parent container: the container's `cni`, `cbs`, `st` and `lt`
+    /// follow, and the oldest instances are removed while `mni` or `mbs` is exceeded.
+    CreateInstance(Resource),
+    /// Replace a resource's attributes; `st` is incremented. The resource ID, type, parent and
+    /// name never change.
+    Update(Resource),
+    /// Remove a resource and everything below it. The parent container's counters follow.
+    Delete(String),
+}
+
+/// Writes applied together, atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Tx {
+    pub writes: Vec<Write>,
+}
+
+impl Tx {
+    pub fn one(w: Write) -> Self {
+        Self { writes: vec![w] }
+    }
+}
+
+/// What a transaction removed that the CSE must act on.
+#[derive(Debug, Clone, Default)]
+pub struct TxOutcome {
+    /// Every subscription removed (with its attributes): their subscribers get a deletion notice.
+    pub removed_subscriptions: Vec<Resource>,
+    /// Resource IDs of removed access control policies, to drop from caches.
+    pub removed_acps: Vec<String>,
+    /// Resource IDs of removed AEs, to drop their bindings.
+    pub removed_aes: Vec<String>,
+    /// How many resources were removed in all.
+    pub removed: u64,
+}
+
+/// What discovery looks for below a resource. Conditions on indexed columns are evaluated by the
+/// backend; the core applies the others to what comes back.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryQuery {
+    /// The structured name of the resource searched below (not itself a result).
+    pub root_srn: String,
+    /// At most this many levels below the root (1 = children).
+    pub max_level: Option<u32>,
+    /// Only these types, if not empty.
+    pub types: Vec<u16>,
+    pub created_before: Option<Timestamp>,
+    pub created_after: Option<Timestamp>,
+    pub modified_since: Option<Timestamp>,
+    pub unmodified_since: Option<Timestamp>,
+    pub expire_before: Option<Timestamp>,
+    pub expire_after: Option<Timestamp>,
+    /// At most this many candidates (in creation order). Bounds memory.
+    pub limit: usize,
+}
+
+/// The resource tree's storage.
+pub trait Store: Send + Sync + 'static {
+    /// A resource by its resource ID.
+    fn get<'a>(&'a self, ri: &'a str) -> StoreFuture<'a, Option<Resource>>;
+
+    /// A resource by its structured name (`cse-in/ae/cnt`).
+    fn get_by_srn<'a>(&'a self, srn: &'a str) -> StoreFuture<'a, Option<Resource>>;
+
+    /// The resources with these IDs that exist, in any order.
+    fn get_many<'a>(&'a self, ris: &'a [String]) -> StoreFuture<'a, Vec<Resource>>;
+
+    /// Direct children, optionally of one type, in creation order, at most `limit`.
+    fn children<'a>(&'a self, pi: &'a str, ty: Option<ResourceType>, limit: usize) -> StoreFuture<'a, Vec<Resource>>;
+
+    /// The newest (`latest = true`) or oldest child of a type: the `la` and `ol` virtual resources.
+    fn newest_or_oldest<'a>(&'a self, pi: &'a str, ty: ResourceType, latest: bool)
+    -> StoreFuture<'a, Option<Resource>>;
+
+    /// Candidates for discovery, in creation order.
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>>;
+
+    /// Resource IDs whose `et` is before `now`, oldest first, at most `limit`.
+    fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>>;
+
+    /// Resource IDs of contentInstances older than their container's `mia`, at most `limit`.
+    fn aged_instances<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>>;
+
+    /// Applies a transaction atomically and durably.
+    fn apply(&self, tx: Tx) -> StoreFuture<'_, TxOutcome>;
+
+    /// Removes everything (the Upper Tester's `Reset`).
+    fn clear(&self) -> StoreFuture<'_, ()>;
+}

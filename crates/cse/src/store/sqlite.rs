@@ -1,0 +1,604 @@
+//! The embedded backend: SQLite (bundled) in WAL mode.
+//!
+//! One writer thread owns the write connection and applies transactions in arrival order. It takes
+//! every transaction waiting in its queue into one SQLite transaction (group commit), each inside
+//! its own savepoint so that one failing transaction does not undo the others, and answers them all
+//! after the commit. With `synchronous=NORMAL` a commit is in the WAL before it is acknowledged, so
+//! it survives a crash of the process; `Durability::Full` also survives a power loss.
+//!
+//! Reads run on a small pool of read connections. Point reads are short and run on the caller's
+//! task; discovery, which may scan many rows, runs on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use onem2m::{ResourceType, Timestamp};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{DiscoveryQuery, Store, StoreError, StoreFuture, Tx, TxOutcome, Write};
+use crate::resource::Resource;
+
+/// How far an acknowledged write is guaranteed to survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A crash of the process (WAL with `synchronous=NORMAL`).
+    #[default]
+    Process,
+    /// A crash of the machine (`synchronous=FULL`: an fsync per commit).
+    Full,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+const MIGRATION_1: &str = "
+CREATE TABLE resources (
+    seq     INTEGER PRIMARY KEY,
+    ri      TEXT    NOT NULL UNIQUE,
+    pi      TEXT    NOT NULL,
+    ty      INTEGER NOT NULL,
+    srn     TEXT    NOT NULL UNIQUE,
+    ct      INTEGER NOT NULL,
+    lt      INTEGER NOT NULL,
+    et      INTEGER NOT NULL,
+    st      INTEGER NOT NULL DEFAULT 0,
+    creator TEXT    NOT NULL,
+    cs      INTEGER NOT NULL DEFAULT 0,
+    cni     INTEGER NOT NULL DEFAULT 0,
+    cbs     INTEGER NOT NULL DEFAULT 0,
+    mni     INTEGER,
+    mbs     INTEGER,
+    mia     INTEGER,
+    attrs   BLOB    NOT NULL
+);
+CREATE INDEX resources_children ON resources(pi, ty);
+CREATE INDEX resources_expiry ON resources(et);
+CREATE INDEX resources_mia ON resources(mia) WHERE mia IS NOT NULL;
+";
+
+const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs";
+/// The largest group of transactions committed together.
+const MAX_GROUP: usize = 512;
+/// Transactions waiting for the writer; senders wait when it is full.
+const QUEUE: usize = 4096;
+
+enum Job {
+    Tx(Tx, oneshot::Sender<Result<TxOutcome, StoreError>>),
+    Clear(oneshot::Sender<Result<(), StoreError>>),
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+    writer: mpsc::Sender<Job>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database `cse.db` in `dir`, and starts the writer thread.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("cse.db");
+        let conn = open_connection(&path).map_err(backend)?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
+        migrate(&conn).map_err(backend)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("cse-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(backend)?;
+        Ok(Self { inner: Arc::new(Inner { path, readers: Mutex::new(Vec::new()) }), writer: tx })
+    }
+}
+
+impl Inner {
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.readers.lock().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path).map_err(backend)?,
+        };
+        let out = f(&conn).map_err(backend);
+        let mut pool = self.readers.lock();
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let v: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
+    let v = v.unwrap_or(0);
+    if v < 1 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_1} INSERT INTO schema_version VALUES (1); COMMIT;"))?;
+    }
+    debug_assert!(SCHEMA_VERSION == 1);
+    Ok(())
+}
+
+fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<Resource> {
+    let ty: u16 = row.get(0)?;
+    let srn: String = row.get(1)?;
+    let creator: String = row.get(2)?;
+    let lt: i64 = row.get(3)?;
+    let st: i64 = row.get(4)?;
+    let cni: i64 = row.get(5)?;
+    let cbs: i64 = row.get(6)?;
+    let blob: Vec<u8> = row.get(7)?;
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(7, what.to_owned(), rusqlite::types::Type::Blob);
+    let ty = ResourceType::from_num(i64::from(ty)).ok_or_else(|| bad("resource type"))?;
+    let mut attrs: Map<String, Value> = serde_json::from_slice(&blob).map_err(|_| bad("attributes"))?;
+    // Columns the writer changes without rewriting the attributes.
+    attrs.insert("lt".into(), Value::String(Timestamp::from_micros(lt).to_string()));
+    if attrs.contains_key("st") {
+        attrs.insert("st".into(), Value::from(st));
+    }
+    if ty == ResourceType::Container {
+        attrs.insert("cni".into(), Value::from(cni));
+        attrs.insert("cbs".into(), Value::from(cbs));
+    }
+    Ok(Resource { ty, srn, creator, attrs })
+}
+
+fn query_one(conn: &Connection, sql: &str, key: &str) -> rusqlite::Result<Option<Resource>> {
+    conn.prepare_cached(sql)?.query_row([key], row_to_resource).optional()
+}
+
+/// The upper bound of the `srn` range of everything below `srn`: `srn + '0'` (`'0'` follows `'/'`).
+fn subtree_range(srn: &str) -> (String, String) {
+    (format!("{srn}/"), format!("{srn}0"))
+}
+
+impl Store for SqliteStore {
+    fn get<'a>(&'a self, ri: &'a str) -> StoreFuture<'a, Option<Resource>> {
+        Box::pin(async move {
+            self.inner.read(|c| query_one(c, &format!("SELECT {COLUMNS} FROM resources WHERE ri = ?1"), ri))
+        })
+    }
+
+    fn get_by_srn<'a>(&'a self, srn: &'a str) -> StoreFuture<'a, Option<Resource>> {
+        Box::pin(async move {
+            self.inner.read(|c| query_one(c, &format!("SELECT {COLUMNS} FROM resources WHERE srn = ?1"), srn))
+        })
+    }
+
+    fn get_many<'a>(&'a self, ris: &'a [String]) -> StoreFuture<'a, Vec<Resource>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM resources WHERE ri = ?1"))?;
+                let mut out = Vec::with_capacity(ris.len());
+                for ri in ris {
+                    if let Some(r) = stmt.query_row([ri], row_to_resource).optional()? {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    fn children<'a>(&'a self, pi: &'a str, ty: Option<ResourceType>, limit: usize) -> StoreFuture<'a, Vec<Resource>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                match ty {
+                    Some(ty) => {
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY seq LIMIT ?3"
+                        ))?;
+                        stmt.query_map(params![pi, ty.num(), limit], row_to_resource)?.collect()
+                    }
+                    None => {
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM resources WHERE pi = ?1 ORDER BY seq LIMIT ?2"
+                        ))?;
+                        stmt.query_map(params![pi, limit], row_to_resource)?.collect()
+                    }
+                }
+            })
+        })
+    }
+
+    fn newest_or_oldest<'a>(
+        &'a self,
+        pi: &'a str,
+        ty: ResourceType,
+        latest: bool,
+    ) -> StoreFuture<'a, Option<Resource>> {
+        Box::pin(async move {
+            let order = if latest { "DESC" } else { "ASC" };
+            let sql = format!("SELECT {COLUMNS} FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY seq {order} LIMIT 1");
+            self.inner.read(|c| c.prepare_cached(&sql)?.query_row(params![pi, ty.num()], row_to_resource).optional())
+        })
+    }
+
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>> {
+        let inner = self.inner.clone();
+        let q = q.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.read(|c| discover(c, &q)))
+                .await
+                .map_err(|e| backend(format!("discovery task failed: {e}")))?
+        })
+    }
+
+    fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                let mut stmt = c.prepare_cached("SELECT ri FROM resources WHERE et < ?1 ORDER BY et LIMIT ?2")?;
+                stmt.query_map(params![now.micros(), limit as i64], |r| r.get(0))?.collect()
+            })
+        })
+    }
+
+    fn aged_instances<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT i.ri FROM resources c JOIN resources i ON i.pi = c.ri AND i.ty = 4
+                     WHERE c.mia IS NOT NULL AND i.ct < ?1 - c.mia * 1000000 LIMIT ?2",
+                )?;
+                stmt.query_map(params![now.micros(), limit as i64], |r| r.get(0))?.collect()
+            })
+        })
+    }
+
+    fn apply(&self, tx: Tx) -> StoreFuture<'_, TxOutcome> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.writer.send(Job::Tx(tx, reply)).await.map_err(|_| backend("the store is closed"))?;
+            rx.await.map_err(|_| backend("the store writer stopped"))?
+        })
+    }
+
+    fn clear(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.writer.send(Job::Clear(reply)).await.map_err(|_| backend("the store is closed"))?;
+            rx.await.map_err(|_| backend("the store writer stopped"))?
+        })
+    }
+}
+
+fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<Vec<Resource>> {
+    use rusqlite::types::Value as Sql;
+    let (lo, hi) = subtree_range(&q.root_srn);
+    let mut sql = format!("SELECT {COLUMNS} FROM resources WHERE srn >= ?1 AND srn < ?2");
+    let mut args: Vec<Sql> = vec![Sql::Text(lo), Sql::Text(hi)];
+    let mut cond = |sql: &mut String, clause: &str, v: Sql| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(lvl) = q.max_level {
+        let depth = q.root_srn.matches('/').count() as i64 + i64::from(lvl);
+        cond(&mut sql, "length(srn) - length(replace(srn, '/', '')) <=", Sql::Integer(depth));
+    }
+    let t = |ts: Timestamp| Sql::Integer(ts.micros());
+    if let Some(x) = q.created_before {
+        cond(&mut sql, "ct <", t(x));
+    }
+    if let Some(x) = q.created_after {
+        cond(&mut sql, "ct >", t(x));
+    }
+    if let Some(x) = q.modified_since {
+        cond(&mut sql, "lt >", t(x));
+    }
+    if let Some(x) = q.unmodified_since {
+        cond(&mut sql, "lt <", t(x));
+    }
+    if let Some(x) = q.expire_before {
+        cond(&mut sql, "et <", t(x));
+    }
+    if let Some(x) = q.expire_after {
+        cond(&mut sql, "et >", t(x));
+    }
+    if !q.types.is_empty() {
+        let list = q.types.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        sql.push_str(&format!(" AND ty IN ({list})"));
+    }
+    args.push(Sql::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len()));
+    let mut stmt = c.prepare(&sql)?;
+    stmt.query_map(rusqlite::params_from_iter(args), row_to_resource)?.collect()
+}
+
+// ---- the writer ----
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, &mut batch);
+    }
+}
+
+/// Applies a group of jobs in one SQLite transaction and answers each.
+fn run_group(conn: &mut Connection, batch: &mut Vec<Job>) {
+    let mut results: Vec<Result<Option<TxOutcome>, StoreError>> = Vec::with_capacity(batch.len());
+    let begun = conn.execute_batch("BEGIN IMMEDIATE");
+    if let Err(e) = begun {
+        for job in batch.drain(..) {
+            answer(job, Err(backend(&e)));
+        }
+        return;
+    }
+    for job in batch.iter() {
+        let r = match job {
+            Job::Tx(tx, _) => in_savepoint(conn, |c| apply_tx(c, tx)).map(Some),
+            Job::Clear(_) => {
+                in_savepoint(conn, |c| c.execute_batch("DELETE FROM resources").map_err(backend)).map(|()| None)
+            }
+        };
+        results.push(r);
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        let e = backend(format!("commit failed: {e}"));
+        for job in batch.drain(..) {
+            answer(job, Err(e.clone()));
+        }
+        return;
+    }
+    for (job, r) in batch.drain(..).zip(results) {
+        answer(job, r);
+    }
+}
+
+fn answer(job: Job, r: Result<Option<TxOutcome>, StoreError>) {
+    match job {
+        Job::Tx(_, reply) => {
+            let _ = reply.send(r.map(Option::unwrap_or_default));
+        }
+        Job::Clear(reply) => {
+            let _ = reply.send(r.map(|_| ()));
+        }
+    }
+}
+
+fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    c.execute_batch("SAVEPOINT tx").map_err(backend)?;
+    match f(c) {
+        Ok(v) => {
+            c.execute_batch("RELEASE tx").map_err(backend)?;
+            Ok(v)
+        }
+        Err(e) => {
+            c.execute_batch("ROLLBACK TO tx; RELEASE tx").map_err(backend)?;
+            Err(e)
+        }
+    }
+}
+
+fn apply_tx(c: &Connection, tx: &Tx) -> Result<TxOutcome, StoreError> {
+    let mut out = TxOutcome::default();
+    for w in &tx.writes {
+        match w {
+            Write::Create(r) => insert(c, r)?,
+            Write::CreateInstance(r) => create_instance(c, r, &mut out)?,
+            Write::Update(r) => update(c, r, &mut out)?,
+            Write::Delete(ri) => delete(c, ri, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+fn parent_exists(c: &Connection, pi: &str) -> Result<bool, StoreError> {
+    if pi.is_empty() {
+        return Ok(true); // the CSEBase
+    }
+    c.prepare_cached("SELECT 1 FROM resources WHERE ri = ?1").and_then(|mut s| s.exists([pi])).map_err(backend)
+}
+
+fn quota(r: &Resource, name: &str) -> Option<i64> {
+    if r.ty == ResourceType::Container { r.get_u64(name).and_then(|v| i64::try_from(v).ok()) } else { None }
+}
+
+fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
+    if !parent_exists(c, r.pi())? {
+        return Err(StoreError::NotFound(r.pi().to_owned()));
+    }
+    let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
+    let res = c
+        .prepare_cached(
+            "INSERT INTO resources (ri, pi, ty, srn, ct, lt, et, creator, cs, mni, mbs, mia, attrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                r.ri(),
+                r.pi(),
+                r.ty.num(),
+                r.srn,
+                r.ct().micros(),
+                r.lt().micros(),
+                r.et().micros(),
+                r.creator,
+                r.content_size() as i64,
+                quota(r, "mni"),
+                quota(r, "mbs"),
+                quota(r, "mia"),
+                attrs
+            ])
+        });
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, Some(msg))) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            if msg.contains("resources.ri") {
+                Err(StoreError::DuplicateRi(r.ri().to_owned()))
+            } else {
+                Err(StoreError::DuplicateName(r.rn().to_owned()))
+            }
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn create_instance(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
+    insert(c, r)?;
+    let pi = r.pi();
+    let size = r.content_size() as i64;
+    c.prepare_cached("UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2 WHERE ri = ?3")
+        .and_then(|mut s| s.execute(params![size, r.ct().micros(), pi]))
+        .map_err(backend)?;
+    enforce_quotas(c, pi, out)
+}
+
+/// Removes the oldest instances of container `ri` while it is over its `mni` or `mbs`.
+fn enforce_quotas(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), StoreError> {
+    let (mut cni, mut cbs, mni, mbs): (i64, i64, Option<i64>, Option<i64>) = c
+        .prepare_cached("SELECT cni, cbs, mni, mbs FROM resources WHERE ri = ?1")
+        .and_then(|mut s| s.query_row([ri], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))))
+        .map_err(backend)?;
+    let over = |cni: i64, cbs: i64| mni.is_some_and(|m| cni > m) || mbs.is_some_and(|m| cbs > m);
+    if !over(cni, cbs) {
+        return Ok(());
+    }
+    let mut oldest = c
+        .prepare_cached("SELECT seq, cs FROM resources WHERE pi = ?1 AND ty = 4 ORDER BY seq LIMIT 64")
+        .map_err(backend)?;
+    let mut del = c.prepare_cached("DELETE FROM resources WHERE seq = ?1").map_err(backend)?;
+    while over(cni, cbs) {
+        let rows: Vec<(i64, i64)> =
+            oldest.query_map([ri], |r| Ok((r.get(0)?, r.get(1)?))).and_then(Iterator::collect).map_err(backend)?;
+        if rows.is_empty() {
+            break;
+        }
+        for (seq, cs) in rows {
+            if !over(cni, cbs) {
+                break;
+            }
+            del.execute([seq]).map_err(backend)?;
+            cni -= 1;
+            cbs -= cs;
+            out.removed += 1;
+        }
+    }
+    c.prepare_cached("UPDATE resources SET cni = ?1, cbs = ?2 WHERE ri = ?3")
+        .and_then(|mut s| s.execute(params![cni, cbs, ri]))
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn update(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
+    let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
+    let n = c
+        .prepare_cached(
+            "UPDATE resources SET attrs = ?1, lt = ?2, et = ?3, st = st + 1, mni = ?4, mbs = ?5, mia = ?6
+             WHERE ri = ?7",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                attrs,
+                r.lt().micros(),
+                r.et().micros(),
+                quota(r, "mni"),
+                quota(r, "mbs"),
+                quota(r, "mia"),
+                r.ri()
+            ])
+        })
+        .map_err(backend)?;
+    if n == 0 {
+        return Err(StoreError::NotFound(r.ri().to_owned()));
+    }
+    if r.ty == ResourceType::Container {
+        enforce_quotas(c, r.ri(), out)?;
+    }
+    Ok(())
+}
+
+fn delete(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), StoreError> {
+    let found: Option<(String, String, i64, i64)> = c
+        .prepare_cached("SELECT srn, pi, ty, cs FROM resources WHERE ri = ?1")
+        .and_then(|mut s| s.query_row([ri], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
+        .map_err(backend)?;
+    let Some((srn, pi, ty, cs)) = found else {
+        return Err(StoreError::NotFound(ri.to_owned()));
+    };
+    let (lo, hi) = subtree_range(&srn);
+    // What the CSE must act on: subscriptions (deletion notices), ACPs and AEs (caches).
+    {
+        let mut stmt = c
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE (srn = ?1 OR (srn >= ?2 AND srn < ?3)) AND ty IN (1, 2, 23)"
+            ))
+            .map_err(backend)?;
+        let rows = stmt.query_map(params![srn, lo, hi], row_to_resource).map_err(backend)?;
+        for r in rows {
+            let r = r.map_err(backend)?;
+            match r.ty {
+                ResourceType::Subscription => out.removed_subscriptions.push(r),
+                ResourceType::AccessControlPolicy => out.removed_acps.push(r.ri().to_owned()),
+                _ => out.removed_aes.push(r.ri().to_owned()),
+            }
+        }
+    }
+    let n = c
+        .prepare_cached("DELETE FROM resources WHERE srn = ?1 OR (srn >= ?2 AND srn < ?3)")
+        .and_then(|mut s| s.execute(params![srn, lo, hi]))
+        .map_err(backend)?;
+    out.removed += n as u64;
+    if ty == i64::from(ResourceType::ContentInstance.num()) {
+        c.prepare_cached("UPDATE resources SET cni = max(cni - 1, 0), cbs = max(cbs - ?1, 0) WHERE ri = ?2")
+            .and_then(|mut s| s.execute(params![cs, pi]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        super::super::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+            super::super::suite::seed(&store).await;
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        assert!(store.get_by_srn("cse-in/ae1").await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,167 @@
+//! The store conformance suite: every backend must pass it.
+
+use onem2m::{ResourceType, Timestamp};
+use serde_json::{Value, json};
+
+use super::{DiscoveryQuery, Store, StoreError, Tx, Write};
+use crate::resource::Resource;
+
+const T0: i64 = 1_700_000_000;
+
+pub(crate) fn res(ty: ResourceType, ri: &str, pi: &str, srn: &str, extra: Value) -> Resource {
+    let rn = srn.rsplit('/').next().unwrap_or(srn);
+    let mut attrs = json!({
+        "ri": ri, "pi": pi, "rn": rn, "ty": ty.num(),
+        "ct": Timestamp::from_secs(T0).to_string(), "lt": Timestamp::from_secs(T0).to_string(),
+        "et": Timestamp::from_secs(T0 + 3600).to_string(),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        attrs[k] = v.clone();
+    }
+    Resource { ty, srn: srn.to_owned(), creator: "Cowner".into(), attrs: attrs.as_object().unwrap().clone() }
+}
+
+fn cin(n: u32, con: &str) -> Resource {
+    let mut r = res(
+        ResourceType::ContentInstance,
+        &format!("cin{n}"),
+        "cnt1",
+        &format!("cse-in/ae1/cnt1/i{n}"),
+        json!({"con": con, "cs": con.len(), "st": 0}),
+    );
+    r.attrs.insert("ct".into(), json!(Timestamp::from_secs(T0 + i64::from(n)).to_string()));
+    r
+}
+
+async fn create(s: &dyn Store, r: Resource) {
+    s.apply(Tx::one(Write::Create(r))).await.unwrap();
+}
+
+/// A CSEBase, an AE and a container with `mni` 3.
+pub(crate) async fn seed(s: &dyn Store) {
+    let mut cb = res(ResourceType::CseBase, "id-in", "", "cse-in", json!({}));
+    cb.attrs.remove("et");
+    create(s, cb).await;
+    create(s, res(ResourceType::Ae, "Cae1", "id-in", "cse-in/ae1", json!({"api": "Nx", "lbl": ["a", "b"]}))).await;
+    create(
+        s,
+        res(ResourceType::Container, "cnt1", "Cae1", "cse-in/ae1/cnt1", json!({"mni": 3, "cni": 0, "cbs": 0, "st": 0})),
+    )
+    .await;
+}
+
+pub(crate) async fn run(s: &dyn Store) {
+    seed(s).await;
+    let cb = s.get("id-in").await.unwrap().unwrap();
+    assert_eq!(cb.ty, ResourceType::CseBase);
+    assert_eq!(cb.et(), Timestamp::MAX);
+    let ae = s.get_by_srn("cse-in/ae1").await.unwrap().unwrap();
+    assert_eq!(ae.ri(), "Cae1");
+    assert_eq!(ae.creator, "Cowner");
+    assert_eq!(ae.str_list("lbl"), vec!["a", "b"]);
+
+    // Duplicates are refused and nothing is half-written.
+    let dup = s.apply(Tx::one(Write::Create(res(ResourceType::Ae, "Cae1", "id-in", "cse-in/other", json!({}))))).await;
+    assert_eq!(dup.unwrap_err(), StoreError::DuplicateRi("Cae1".into()));
+    let dup = s.apply(Tx::one(Write::Create(res(ResourceType::Ae, "Cae2", "id-in", "cse-in/ae1", json!({}))))).await;
+    assert!(matches!(dup.unwrap_err(), StoreError::DuplicateName(_)));
+    let orphan =
+        s.apply(Tx::one(Write::Create(res(ResourceType::Container, "x", "nope", "cse-in/nope/x", json!({}))))).await;
+    assert!(matches!(orphan.unwrap_err(), StoreError::NotFound(_)));
+    let half = Tx {
+        writes: vec![
+            Write::Create(res(ResourceType::Container, "cntA", "Cae1", "cse-in/ae1/A", json!({}))),
+            Write::Create(res(ResourceType::Container, "cntB", "Cae1", "cse-in/ae1/A", json!({}))),
+        ],
+    };
+    assert!(s.apply(half).await.is_err());
+    assert!(s.get("cntA").await.unwrap().is_none(), "a failed transaction left a write behind");
+
+    // Instances: counters always right, oldest go first beyond mni.
+    for n in 1..=5 {
+        s.apply(Tx::one(Write::CreateInstance(cin(n, &format!("v{n}"))))).await.unwrap();
+    }
+    let cnt = s.get("cnt1").await.unwrap().unwrap();
+    assert_eq!(cnt.get_u64("cni"), Some(3));
+    assert_eq!(cnt.get_u64("cbs"), Some(6));
+    assert_eq!(cnt.get_u64("st"), Some(5));
+    let la = s.newest_or_oldest("cnt1", ResourceType::ContentInstance, true).await.unwrap().unwrap();
+    let ol = s.newest_or_oldest("cnt1", ResourceType::ContentInstance, false).await.unwrap().unwrap();
+    assert_eq!((la.ri(), ol.ri()), ("cin5", "cin3"));
+    assert_eq!(s.children("cnt1", Some(ResourceType::ContentInstance), 10).await.unwrap().len(), 3);
+    assert_eq!(s.children("cnt1", None, 2).await.unwrap().len(), 2);
+
+    // Lowering mni trims at once; deleting an instance updates the counters.
+    let mut c = s.get("cnt1").await.unwrap().unwrap();
+    c.attrs.insert("mni".into(), json!(2));
+    s.apply(Tx::one(Write::Update(c))).await.unwrap();
+    let c = s.get("cnt1").await.unwrap().unwrap();
+    assert_eq!((c.get_u64("cni"), c.get_u64("cbs"), c.get_u64("st")), (Some(2), Some(4), Some(6)));
+    s.apply(Tx::one(Write::Delete("cin5".into()))).await.unwrap();
+    let c = s.get("cnt1").await.unwrap().unwrap();
+    assert_eq!((c.get_u64("cni"), c.get_u64("cbs")), (Some(1), Some(2)));
+
+    // Discovery below a resource: levels, types, creation order.
+    create(s, res(ResourceType::Subscription, "sub1", "cnt1", "cse-in/ae1/cnt1/sub1", json!({"nu": ["http://x"]})))
+        .await;
+    let q = |lvl, types: Vec<u16>| DiscoveryQuery {
+        root_srn: "cse-in".into(),
+        max_level: lvl,
+        types,
+        limit: 100,
+        ..Default::default()
+    };
+    let all = s.discover(&q(None, vec![])).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.ri()).collect::<Vec<_>>(), vec!["Cae1", "cnt1", "cin4", "sub1"]);
+    assert_eq!(s.discover(&q(Some(1), vec![])).await.unwrap().len(), 1);
+    assert_eq!(s.discover(&q(Some(2), vec![])).await.unwrap().len(), 2);
+    assert_eq!(s.discover(&q(None, vec![4, 23])).await.unwrap().len(), 2);
+    let mut narrow = q(None, vec![]);
+    narrow.created_after = Some(Timestamp::from_secs(T0 + 1));
+    assert_eq!(s.discover(&narrow).await.unwrap().len(), 1);
+    let mut capped = q(None, vec![]);
+    capped.limit = 2;
+    assert_eq!(s.discover(&capped).await.unwrap().len(), 2);
+
+    // Expiry and maxInstanceAge.
+    let later = Timestamp::from_secs(T0 + 7200);
+    let expired = s.expired(later, 100).await.unwrap();
+    assert_eq!(expired.len(), 4);
+    assert!(s.expired(Timestamp::from_secs(T0), 100).await.unwrap().is_empty());
+    let mut c = s.get("cnt1").await.unwrap().unwrap();
+    c.attrs.insert("mia".into(), json!(2));
+    s.apply(Tx::one(Write::Update(c))).await.unwrap();
+    // cin4 was created at T0 + 4: older than 2 s from T0 + 7 on.
+    assert_eq!(s.aged_instances(Timestamp::from_secs(T0 + 7), 10).await.unwrap(), vec!["cin4".to_owned()]);
+    assert!(s.aged_instances(Timestamp::from_secs(T0 + 6), 10).await.unwrap().is_empty());
+
+    // Deleting a subtree removes everything below and reports subscriptions and AEs.
+    let out = s.apply(Tx::one(Write::Delete("Cae1".into()))).await.unwrap();
+    assert_eq!(out.removed, 4);
+    assert_eq!(out.removed_subscriptions.len(), 1);
+    assert_eq!(out.removed_aes, vec!["Cae1".to_owned()]);
+    assert!(s.get("cin4").await.unwrap().is_none());
+    assert!(s.get_by_srn("cse-in/ae1/cnt1").await.unwrap().is_none());
+    assert_eq!(s.apply(Tx::one(Write::Delete("Cae1".into()))).await.unwrap_err(), StoreError::NotFound("Cae1".into()));
+
+    // Many concurrent writers: all acknowledged, all there.
+    create(s, res(ResourceType::Ae, "Cae2", "id-in", "cse-in/ae2", json!({}))).await;
+    create(s, res(ResourceType::Container, "cnt2", "Cae2", "cse-in/ae2/cnt2", json!({"cni": 0, "cbs": 0, "st": 0})))
+        .await;
+    let writes = (0..200u32).map(|n| {
+        let mut r = cin(n, "xy");
+        r.attrs.insert("ri".into(), json!(format!("c2-{n}")));
+        r.attrs.insert("pi".into(), json!("cnt2"));
+        r.srn = format!("cse-in/ae2/cnt2/c{n}");
+        s.apply(Tx::one(Write::CreateInstance(r)))
+    });
+    for r in futures_util::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let c = s.get("cnt2").await.unwrap().unwrap();
+    assert_eq!((c.get_u64("cni"), c.get_u64("cbs")), (Some(200), Some(400)));
+    assert_eq!(s.get_many(&["c2-0".into(), "c2-199".into(), "nope".into()]).await.unwrap().len(), 2);
+
+    s.clear().await.unwrap();
+    assert!(s.get("id-in").await.unwrap().is_none());
+}
