@@ -2,5 +2,7 @@
 //! notifications and admission against the App-ID Registry.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod core;
 pub mod resource;
 pub mod store;

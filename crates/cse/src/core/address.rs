@@ -1,0 +1,106 @@
+//! Resolving a `To` parameter to a resource: CSE-relative structured (`cse-in/ae/cnt`, `-/ae`) and
+//! unstructured (`cnt123`), hybrid (`cnt123/la`), SP-relative (`/id-in/...`) and absolute
+//! (`//sp/id-in/...`) forms, and the virtual resources `la`, `ol` and `fopt`.
+
+use onem2m::{Error, ResourceType, Rsc};
+
+use super::{Cse, Target, store_error};
+use crate::resource::Resource;
+
+impl Cse {
+    /// The CSE-relative part of a target addressed to this CSE. Other CSEs are not reachable
+    /// (Warden does not forward requests).
+    pub(crate) fn cse_relative<'a>(&'a self, to: &'a str) -> Result<&'a str, Error> {
+        let unreachable = |what: &str| {
+            Error::new(Rsc::TargetNotReachable, format!("{what} is not this CSE; requests are not forwarded"))
+        };
+        match onem2m::Target::parse(to).map_err(|e| Error::bad_request(e.to_string()))? {
+            onem2m::Target::CseRelative(p) => Ok(p),
+            onem2m::Target::SpRelative { csi, path } => {
+                if csi != self.cfg.cse_ri() {
+                    return Err(unreachable(&format!("/{csi}")));
+                }
+                Ok(if path.is_empty() { self.cfg.cse_name.as_str() } else { path })
+            }
+            onem2m::Target::Absolute { spi, csi, path } => {
+                if spi != self.cfg.sp_id.fqdn() || csi != self.cfg.cse_ri() {
+                    return Err(unreachable(&format!("//{spi}/{csi}")));
+                }
+                Ok(if path.is_empty() { self.cfg.cse_name.as_str() } else { path })
+            }
+        }
+    }
+
+    /// Resolves a target to a resource or a virtual resource; 4004 when nothing is there.
+    pub(crate) async fn resolve(&self, to: &str) -> Result<Target, Error> {
+        let path = self.cse_relative(to)?.trim_end_matches('/');
+        if path.is_empty() {
+            return Err(Error::not_found("empty target"));
+        }
+        let mut segments = path.split('/');
+        let first = segments.next().unwrap_or_default();
+        let rest: Vec<&str> = segments.collect();
+        if rest.iter().any(|s| s.is_empty()) {
+            return Err(Error::not_found(format!("{to} is not a valid address")));
+        }
+
+        // The structured name of the longest non-virtual prefix, and what follows it.
+        let (base_srn, base) = if first == self.cfg.cse_name.as_str() || first == "-" {
+            (self.cfg.cse_name.to_string(), None)
+        } else {
+            // Unstructured or hybrid: the first segment is a resource ID.
+            let r = self.store.get(first).await.map_err(store_error)?.ok_or_else(|| not_found(to))?;
+            (r.srn.clone(), Some(r))
+        };
+
+        // A virtual resource: `.../la`, `.../ol`, `.../fopt[/more]`.
+        if let Some(i) = rest.iter().position(|s| *s == "fopt") {
+            let group = self.lookup(&base_srn, &rest[..i], base).await?.ok_or_else(|| not_found(to))?;
+            if group.ty != ResourceType::Group {
+                return Err(not_found(to));
+            }
+            let more = rest[i + 1..].join("/");
+            return Ok(Target::FanOut { group, rest: more });
+        }
+        if let Some((last, parent)) = rest.split_last()
+            && (*last == "la" || *last == "ol")
+        {
+            let cnt = self.lookup(&base_srn, parent, base).await?.ok_or_else(|| not_found(to))?;
+            if cnt.ty != ResourceType::Container {
+                return Err(not_found(to));
+            }
+            return Ok(if *last == "la" { Target::Latest(cnt) } else { Target::Oldest(cnt) });
+        }
+        let r = self.lookup(&base_srn, &rest, base).await?.ok_or_else(|| not_found(to))?;
+        Ok(Target::Resource(r))
+    }
+
+    /// The resource at `base_srn/rest...`; `base` is the resource at `base_srn` when already known.
+    async fn lookup(&self, base_srn: &str, rest: &[&str], base: Option<Resource>) -> Result<Option<Resource>, Error> {
+        if rest.is_empty()
+            && let Some(b) = base
+        {
+            return Ok(Some(b));
+        }
+        let mut srn = String::with_capacity(base_srn.len() + 32);
+        srn.push_str(base_srn);
+        for s in rest {
+            srn.push('/');
+            srn.push_str(s);
+        }
+        self.store.get_by_srn(&srn).await.map_err(store_error)
+    }
+
+    /// The content of a virtual `la`/`ol`: the newest or oldest contentInstance.
+    pub(crate) async fn instance(&self, cnt: &Resource, latest: bool) -> Result<Resource, Error> {
+        self.store
+            .newest_or_oldest(cnt.ri(), ResourceType::ContentInstance, latest)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::not_found(format!("container {} has no instances", cnt.rn())))
+    }
+}
+
+fn not_found(to: &str) -> Error {
+    Error::not_found(format!("no resource at {to}"))
+}

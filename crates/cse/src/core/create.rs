@@ -1,0 +1,252 @@
+//! CREATE: the steps every resource type shares, then the type's own rules (in `types`).
+
+use onem2m::attrs::{type_policies, validate};
+use onem2m::{
+    DesiredIdResultType, Error, NotificationEventType, Operation, ReleaseVersion, Request, ResourceName, ResourceType,
+    Response, ResultContent, Rsc, Timestamp,
+};
+use serde_json::{Map, Value, json};
+
+use super::render::{address, result_content};
+use super::{Cse, Ctx, Orig, Target, ids, store_error};
+use crate::resource::Resource;
+use crate::store::{StoreError, Tx, Write};
+
+/// The child types each parent type may hold (TS-0001 §9.6; the types Warden hosts).
+pub(crate) fn allowed_child(parent: ResourceType, child: ResourceType) -> bool {
+    use ResourceType::*;
+    match parent {
+        CseBase => matches!(child, Ae | Container | AccessControlPolicy | Group | Subscription | RemoteCse),
+        Ae => matches!(child, Container | AccessControlPolicy | Group | Subscription),
+        Container => matches!(child, Container | ContentInstance | Subscription),
+        RemoteCse => matches!(child, Container | AccessControlPolicy | Group | Subscription),
+        AccessControlPolicy | Group => child == Subscription,
+        _ => false,
+    }
+}
+
+/// The attributes of a request body: `{"m2m:<type>": {...}}` whose member matches `ty`.
+pub(crate) fn body_attrs(req: &Request, ty: ResourceType) -> Result<Map<String, Value>, Error> {
+    let pc = req.pc.as_ref().ok_or_else(|| Error::bad_request("the request has no content"))?;
+    let obj = pc.as_object().ok_or_else(|| Error::bad_request("the content must be a JSON object"))?;
+    let mut members = obj.iter();
+    match (members.next(), members.next()) {
+        (Some((name, attrs)), None) => {
+            if name != ty.member_name() {
+                return Err(Error::bad_request(format!(
+                    "the content is {name} but the resource type is {} ({})",
+                    ty.num(),
+                    ty.member_name()
+                )));
+            }
+            match attrs {
+                Value::Object(m) => Ok(m.clone()),
+                _ => Err(Error::bad_request(format!("{name} must be an object"))),
+            }
+        }
+        _ => Err(Error::bad_request(format!("the content must have exactly one member, {}", ty.member_name()))),
+    }
+}
+
+/// The result content a request asks for, checked against what the operation allows.
+pub(crate) fn rcn(req: &Request, default: ResultContent, allowed: &[ResultContent]) -> Result<ResultContent, Error> {
+    let rcn = req.rcn.unwrap_or(default);
+    if allowed.contains(&rcn) {
+        Ok(rcn)
+    } else {
+        Err(Error::bad_request(format!("result content (rcn) {} is not allowed for this operation", rcn.num())))
+    }
+}
+
+/// Virtual resource names that a child may not take under a parent of this type.
+fn reserved_name(parent: ResourceType, rn: &str) -> bool {
+    match parent {
+        ResourceType::Container => matches!(rn, "la" | "ol"),
+        ResourceType::Group => rn == "fopt",
+        ResourceType::Subscription => rn == "ntsr",
+        _ => false,
+    }
+}
+
+impl Cse {
+    pub(crate) async fn create(
+        &self,
+        req: &Request,
+        rv: ReleaseVersion,
+        orig: &Orig,
+        ctx: &Ctx,
+        now: Timestamp,
+    ) -> Result<Response, Error> {
+        use ResultContent::*;
+        let ty = req.ty.ok_or_else(|| Error::bad_request("the resource type (ty) of a CREATE is missing"))?;
+        if req.fc.is_some() {
+            return Err(Error::bad_request("filter criteria are not allowed in a CREATE"));
+        }
+        let rcn = rcn(
+            req,
+            Attributes,
+            &[Nothing, Attributes, HierarchicalAddress, HierarchicalAddressAndAttributes, ModifiedAttributes],
+        )?;
+        let parent = match self.resolve(&req.to).await? {
+            Target::Resource(r) => r,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
+        };
+        let requested = body_attrs(req, ty)?;
+        if type_policies(ty).is_none() || ty == ResourceType::CseBase {
+            return Err(Error::new(
+                Rsc::NotImplemented,
+                format!("creating resources of type {} is not supported", ty.num()),
+            ));
+        }
+        validate(ty, Operation::Create, &requested)?;
+        if !allowed_child(parent.ty, ty) {
+            return Err(Error::new(
+                Rsc::InvalidChildResourceType,
+                format!("a {} cannot be created under a {}", ty.short_name(), parent.ty.short_name()),
+            ));
+        }
+
+        let (res, instance) = if ty == ResourceType::Ae {
+            // The parent's ACP is not checked for an AE registration; the registration rules are.
+            (self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?, false)
+        } else {
+            self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
+            let ri = match ty {
+                ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
+                _ => ids::new_ri(ty),
+            };
+            let mut res = self.fill_common(ty, &parent, requested.clone(), ri, &orig.id, now).await?;
+            self.prepare_type(&parent, &mut res, orig, ctx).await?;
+            (res, ty == ResourceType::ContentInstance)
+        };
+
+        if ty == ResourceType::Subscription {
+            self.verify_subscription(&res, orig).await?;
+        }
+        let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
+        self.store.apply(Tx::one(write)).await.map_err(|e| match (e, ty) {
+            (StoreError::DuplicateRi(_), ResourceType::Ae) => {
+                Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
+            }
+            (e, _) => store_error(e),
+        })?;
+        if ty == ResourceType::Subscription {
+            self.cache.forget_subs(parent.ri());
+        }
+        self.emit(&parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+
+        let mut resp = Response::new(Rsc::Created, &req.rqi);
+        resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
+        resp.pc = result_content(&res, rcn, req.drt, Some(&requested));
+        Ok(resp)
+    }
+
+    /// The attributes every resource gets on CREATE: identity, parent, times, name, creator.
+    pub(crate) async fn fill_common(
+        &self,
+        ty: ResourceType,
+        parent: &Resource,
+        mut attrs: Map<String, Value>,
+        ri: String,
+        creator: &str,
+        now: Timestamp,
+    ) -> Result<Resource, Error> {
+        let rn = match attrs.get("rn").and_then(Value::as_str) {
+            Some(rn) => ResourceName::parse(rn).map_err(|e| Error::bad_request(e.to_string()))?.into_string(),
+            None => ri.clone(),
+        };
+        if reserved_name(parent.ty, &rn) {
+            return Err(Error::bad_request(format!("'{rn}' is a virtual resource name here and cannot be used")));
+        }
+        let et = self.expiration(attrs.get("et"), now)?;
+        if attrs.get("acpi").is_some() {
+            let acpi = self.normalise_acpi(attrs.get("acpi")).await?;
+            attrs.insert("acpi".into(), acpi);
+        }
+        if attrs.contains_key("cr") {
+            attrs.insert("cr".into(), Value::String(creator.to_owned()));
+        }
+        let now_s = Value::String(now.to_string());
+        attrs.insert("ri".into(), Value::String(ri));
+        attrs.insert("rn".into(), Value::String(rn.clone()));
+        attrs.insert("pi".into(), Value::String(parent.ri().to_owned()));
+        attrs.insert("ty".into(), json!(ty.num()));
+        attrs.insert("ct".into(), now_s.clone());
+        attrs.insert("lt".into(), now_s);
+        attrs.insert("et".into(), Value::String(et.to_string()));
+        Ok(Resource { ty, srn: format!("{}/{rn}", parent.srn), creator: creator.to_owned(), attrs })
+    }
+
+    /// The `et` to store: the requested one (in the future, at most `max_expiration` away) or the
+    /// default.
+    pub(crate) fn expiration(&self, requested: Option<&Value>, now: Timestamp) -> Result<Timestamp, Error> {
+        let max = now.saturating_add(self.cfg.max_expiration);
+        match requested.and_then(Value::as_str) {
+            Some(s) => {
+                let et = Timestamp::parse(s).map_err(|e| Error::bad_request(format!("et: {e}")))?;
+                if et <= now {
+                    return Err(Error::bad_request("the expiration time (et) is in the past"));
+                }
+                Ok(et.min(max))
+            }
+            None => Ok(now.saturating_add(self.tunables.read().default_expiration).min(max)),
+        }
+    }
+
+    /// `acpi` entries as resource IDs of existing access control policies (they may be given as
+    /// IDs or addresses in any form); 4000 for one that does not exist.
+    pub(crate) async fn normalise_acpi(&self, v: Option<&Value>) -> Result<Value, Error> {
+        let Some(list) = v.and_then(Value::as_array) else {
+            return Ok(Value::Array(Vec::new()));
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for entry in list.iter().filter_map(Value::as_str) {
+            let found = match self.resolve(entry).await {
+                Ok(Target::Resource(r)) if r.ty == ResourceType::AccessControlPolicy => r,
+                _ => return Err(Error::bad_request(format!("acpi: {entry} is not an accessControlPolicy"))),
+            };
+            out.push(Value::String(found.ri().to_owned()));
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// A request to `<group>/fopt[/rest]`, sent to every member (TS-0001 §10.2.7.6). The answer
+    /// aggregates the members' responses.
+    pub(crate) async fn fan_out(
+        &self,
+        req: &Request,
+        group: Resource,
+        rest: &str,
+        orig: &Orig,
+        ctx: &Ctx,
+    ) -> Result<Response, Error> {
+        if rest.split('/').any(|s| s == "fopt") {
+            return Err(Error::bad_request("nested fan-out is not allowed"));
+        }
+        self.check_access(&group, &orig.id, req.op.acop_bit()).await?;
+        let members: Vec<String> = group.str_list("mid").into_iter().map(str::to_owned).collect();
+        if members.is_empty() {
+            return Err(Error::new(Rsc::NoMembers, "the group has no members"));
+        }
+        let inner = Ctx { binding: super::Binding::Internal, ..ctx.clone() };
+        let requests = members.iter().map(|m| {
+            let mut r = req.clone();
+            r.to = if rest.is_empty() { m.clone() } else { format!("{m}/{rest}") };
+            let inner = &inner;
+            async move {
+                // Members are resolved and checked like any request of this originator.
+                let resp = Box::pin(self.handle(r, inner)).await;
+                json!({
+                    "rsc": resp.rsc.code(),
+                    "rqi": resp.rqi,
+                    "pc": resp.pc,
+                    "to": m,
+                    "fr": self.cfg.cse_id.as_str(),
+                })
+            }
+        });
+        let rsps = futures_util::future::join_all(requests).await;
+        Ok(Response::new(Rsc::Ok, &req.rqi).with_pc(json!({"m2m:agr": {"m2m:rsp": rsps}})))
+    }
+}

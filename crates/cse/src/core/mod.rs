@@ -1,0 +1,359 @@
+//! Request processing: a request primitive in, a response primitive out.
+//!
+//! # Architecture invariant
+//! The core knows no binding (HTTP, MQTT) and no SQL. It works on [`Request`] and [`Response`],
+//! reads the time from a [`Clock`], keeps resources through the [`Store`] trait and hands
+//! notifications to a [`Notifier`]. Everything a binding learned about the transport that matters to
+//! oneM2M (the security association) arrives in [`Ctx`].
+
+mod access;
+mod address;
+mod create;
+mod delete;
+mod events;
+mod ids;
+mod render;
+mod retrieve;
+mod sweep;
+mod types;
+mod update;
+mod upper_tester;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use onem2m::{Error, Operation, Originator, ReleaseVersion, Request, Response, ResponseType, Rsc, Timestamp};
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::config::CseConfig;
+use crate::resource::Resource;
+use crate::store::{Store, StoreError};
+
+pub use access::AccessCache;
+pub use upper_tester::UtReply;
+
+/// The source of `now`.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Where a notification goes: the `nu` entry it came from (the queue it belongs to) and the URLs to
+/// try, in order, until one answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub key: String,
+    pub urls: Vec<String>,
+}
+
+/// Sends notifications. Implemented by the delivery engine in [`crate::notify`].
+pub trait Notifier: Send + Sync + 'static {
+    /// Sends one notification now and waits for the answer, at most `timeout`: the verification
+    /// request of a new subscription. The result is the receiver's response status code.
+    fn send_now<'a>(
+        &'a self,
+        target: &'a NotifyTarget,
+        pc: Value,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Rsc, Error>>;
+
+    /// Queues a notification for delivery and returns at once. A full queue drops it (and counts).
+    fn enqueue(&self, target: NotifyTarget, pc: Value);
+}
+
+/// The security association a request arrived over (TS-0003 §8.2): who the TLS layer says the
+/// peer is. Absent on plain HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityAssociation {
+    /// The credential's ID: the SHA-256 of the client certificate (hex).
+    pub credential_id: String,
+    /// The App-ID claimed in the certificate, verified against that App-ID's roots.
+    pub app_id: Option<String>,
+    /// The AE-ID carried in the certificate, if any.
+    pub ae_id: Option<String>,
+    /// The SHA-256 of the root the chain ended in.
+    pub root_sha256: Option<String>,
+}
+
+/// The binding a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Http,
+    Mqtt,
+    /// The CSE's own internal requests (group fan-out).
+    Internal,
+}
+
+impl Binding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Binding::Http => "http",
+            Binding::Mqtt => "mqtt",
+            Binding::Internal => "internal",
+        }
+    }
+}
+
+/// What the transport knows about a request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub binding: Binding,
+    pub sa: Option<SecurityAssociation>,
+    /// The size of the request body on the wire, in bytes.
+    pub payload_len: usize,
+}
+
+impl Ctx {
+    pub fn plain(binding: Binding) -> Self {
+        Self { binding, sa: None, payload_len: 0 }
+    }
+}
+
+/// Settings the Upper Tester may change at run time (TS-0019).
+#[derive(Debug, Clone)]
+pub struct Tunables {
+    /// The expiration given to resources without `et`; the Upper Tester may shorten it.
+    pub default_expiration: Duration,
+    /// How often expired resources are looked for.
+    pub expiration_check: Duration,
+    /// Requests without `rqet` expire after this long, when set.
+    pub request_expiration: Option<Duration>,
+}
+
+/// The request-processing core of a CSE.
+pub struct Cse {
+    pub(crate) cfg: Arc<CseConfig>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) notifier: Arc<dyn Notifier>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: AccessCache,
+    pub(crate) tunables: RwLock<Tunables>,
+    pub(crate) started: RwLock<Timestamp>,
+}
+
+/// A request's originator after normalisation: AE-IDs of this CSE become their stem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Orig {
+    /// The normalised form, used for access control and as `cr`.
+    pub(crate) id: String,
+    pub(crate) kind: Originator,
+}
+
+impl Cse {
+    /// A CSE on `store`, creating its CSEBase (and default access policy) if the store is empty.
+    pub async fn start(
+        cfg: CseConfig,
+        store: Arc<dyn Store>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, Error> {
+        let tunables = Tunables {
+            default_expiration: cfg.default_expiration,
+            expiration_check: Duration::from_secs(1),
+            request_expiration: None,
+        };
+        let now = clock.now();
+        let cse = Arc::new(Self {
+            cfg: Arc::new(cfg),
+            store,
+            notifier,
+            clock,
+            cache: AccessCache::default(),
+            tunables: RwLock::new(tunables),
+            started: RwLock::new(now),
+        });
+        cse.bootstrap().await?;
+        Ok(cse)
+    }
+
+    pub fn config(&self) -> &CseConfig {
+        &self.cfg
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn tunables(&self) -> Tunables {
+        self.tunables.read().clone()
+    }
+
+    /// Processes one request. Never fails: every error is a response with its code and a reason.
+    pub async fn handle(&self, req: Request, ctx: &Ctx) -> Response {
+        let rqi = req.rqi.clone();
+        let rvi = req.rvi.clone();
+        let mut resp = match self.process(req, ctx).await {
+            Ok(r) => r,
+            Err(e) => Response::error(rqi.clone(), &e),
+        };
+        resp.rqi = rqi;
+        resp.rvi = rvi;
+        resp.ot = Some(self.clock.now());
+        resp
+    }
+
+    async fn process(&self, req: Request, ctx: &Ctx) -> Result<Response, Error> {
+        let now = self.clock.now();
+        let rv = match req.rvi.as_deref() {
+            None => return Err(Error::new(Rsc::ReleaseVersionNotSupported, "X-M2M-RVI (rvi) is required")),
+            Some(s) => match ReleaseVersion::parse(s) {
+                Some(v) if v.is_supported() => v,
+                _ => {
+                    return Err(Error::new(
+                        Rsc::ReleaseVersionNotSupported,
+                        format!("release version {s:?} is not supported (2a, 3, 4, 5 are)"),
+                    ));
+                }
+            },
+        };
+        if req.rqi.is_empty() {
+            return Err(Error::bad_request("the request identifier (X-M2M-RI, rqi) is missing"));
+        }
+        if let Some(rqet) = req.rqet
+            && rqet.resolve(now) < now
+        {
+            return Err(Error::new(Rsc::RequestTimeout, "the request expired before it was processed (rqet)"));
+        }
+        if let Some(rt) = &req.rt
+            && matches!(rt.rtv, ResponseType::NonBlockingRequestSynch | ResponseType::NonBlockingRequestAsynch)
+        {
+            return Err(Error::new(
+                Rsc::NonBlockingSynchRequestNotSupported,
+                "non-blocking requests are not supported; send a blocking request",
+            ));
+        }
+        let orig = self.originator(&req)?;
+        let deadline = self.tunables.read().request_expiration;
+        let work = async {
+            match req.op {
+                Operation::Create => self.create(&req, rv, &orig, ctx, now).await,
+                Operation::Retrieve => self.retrieve(&req, &orig, ctx).await,
+                Operation::Update => self.update(&req, &orig, ctx, now).await,
+                Operation::Delete => self.delete(&req, &orig, ctx).await,
+                Operation::Notify => self.notify(&req, &orig).await,
+            }
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout(d, work)
+                .await
+                .unwrap_or_else(|_| Err(Error::new(Rsc::RequestTimeout, "the request could not be processed in time"))),
+            None => work.await,
+        }
+    }
+
+    /// Classifies and normalises `From`. Absent is allowed only for AE CREATE (checked there).
+    fn originator(&self, req: &Request) -> Result<Orig, Error> {
+        let raw = req.from.as_deref().unwrap_or("");
+        let kind = Originator::parse(raw).map_err(|e| Error::bad_request(format!("originator: {e}")))?;
+        let id = match &kind {
+            Originator::Ae(ae) => self.local_ae_stem(ae).unwrap_or_else(|| raw.to_owned()),
+            Originator::Cse { sp, cse } if self.is_own_sp(sp.as_ref()) && cse == &self.cfg.cse_id => {
+                self.cfg.cse_id.to_string()
+            }
+            _ => raw.to_owned(),
+        };
+        if kind == Originator::Empty && !(req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae)) {
+            return Err(Error::bad_request("the originator (X-M2M-Origin, From) is missing"));
+        }
+        Ok(Orig { id, kind })
+    }
+
+    fn is_own_sp(&self, sp: Option<&onem2m::SpId>) -> bool {
+        sp.is_none_or(|sp| sp == &self.cfg.sp_id)
+    }
+
+    /// The stem of an AE-ID that belongs to this CSE (its own C-stems, and any S-stem of its SP).
+    pub(crate) fn local_ae_stem(&self, ae: &onem2m::AeId) -> Option<String> {
+        use onem2m::AeId;
+        match ae {
+            AeId::Stem(s) => Some(s.to_string()),
+            AeId::SpRelative { cse, stem } => {
+                (cse.is_none() || cse.as_ref() == Some(&self.cfg.cse_id)).then(|| stem.to_string())
+            }
+            AeId::Absolute { sp, cse, stem } => (sp == &self.cfg.sp_id
+                && (cse.is_none() || cse.as_ref() == Some(&self.cfg.cse_id)))
+            .then(|| stem.to_string()),
+        }
+    }
+
+    /// True for the admin originator and for this CSE itself: full access.
+    pub(crate) fn is_privileged(&self, orig: &str) -> bool {
+        orig == self.cfg.admin || orig == self.cfg.cse_id.as_str() || orig == self.cfg.cse_ri()
+    }
+
+    /// The SP-relative unstructured ID of a resource, as notifications carry it (`sur`).
+    pub(crate) fn sp_relative(&self, ri: &str) -> String {
+        format!("{}/{ri}", self.cfg.cse_id)
+    }
+
+    async fn notify(&self, req: &Request, orig: &Orig) -> Result<Response, Error> {
+        // A NOTIFY addressed to this CSE or to one of its AEs. Notifications for AEs are forwarded
+        // to their point of access; the CSE itself accepts and ignores them.
+        let target = self.resolve(&req.to).await?.into_resource(Operation::Notify)?;
+        match target.ty {
+            onem2m::ResourceType::Ae => {
+                self.check_access(&target, &orig.id, Operation::Notify.acop_bit()).await?;
+                let urls: Vec<String> = target.str_list("poa").into_iter().map(str::to_owned).collect();
+                if urls.is_empty() {
+                    return Err(Error::new(Rsc::TargetNotReachable, "the AE has no point of access"));
+                }
+                let t = NotifyTarget { key: target.ri().to_owned(), urls };
+                let pc = req.pc.clone().unwrap_or(Value::Null);
+                let rsc = self.notifier.send_now(&t, pc, self.cfg.verification_timeout).await?;
+                Ok(Response::new(rsc, &req.rqi))
+            }
+            onem2m::ResourceType::CseBase => Ok(Response::new(Rsc::Ok, &req.rqi)),
+            _ => Err(Error::new(Rsc::OperationNotAllowed, "NOTIFY is accepted by the CSE and its AEs only")),
+        }
+    }
+}
+
+/// Maps a store failure to the response a client gets.
+pub(crate) fn store_error(e: StoreError) -> Error {
+    match e {
+        StoreError::DuplicateRi(ri) => Error::new(Rsc::Conflict, format!("resource ID {ri} exists already")),
+        StoreError::DuplicateName(rn) => {
+            Error::new(Rsc::Conflict, format!("a resource named '{rn}' exists already under this parent"))
+        }
+        StoreError::NotFound(ri) => Error::not_found(format!("resource {ri} not found")),
+        StoreError::Backend(msg) => {
+            tracing::error!(error = %msg, "store failure");
+            Error::internal("storage failure; the request was not applied")
+        }
+    }
+}
+
+/// A resource found by a target, or a virtual resource of one.
+pub(crate) enum Target {
+    Resource(Resource),
+    /// `la` or `ol` of a container.
+    Latest(Resource),
+    Oldest(Resource),
+    /// `fopt` of a group, with the rest of the path to append to each member.
+    FanOut {
+        group: Resource,
+        rest: String,
+    },
+}
+
+impl Target {
+    /// The resource itself; virtual resources are not allowed for `op`.
+    pub(crate) fn into_resource(self, op: Operation) -> Result<Resource, Error> {
+        match self {
+            Target::Resource(r) => Ok(r),
+            _ => Err(Error::new(Rsc::OperationNotAllowed, format!("{op:?} is not allowed on a virtual resource"))),
+        }
+    }
+}

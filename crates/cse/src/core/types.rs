@@ -1,0 +1,471 @@
+//! The rules of each resource type: AE registration, container quotas, contentInstance size,
+//! subscription criteria and verification, access control policies, groups, remote CSEs, and the
+//! CSEBase with its default policy.
+
+use onem2m::{
+    AppId, CseType, Error, NotificationContentType, NotificationEventType, Operation, Originator, ReleaseVersion,
+    ResourceType, Rsc, Serialization, Timestamp,
+};
+use serde_json::{Map, Value, json};
+
+use super::access::validate_privileges;
+use super::{Cse, Ctx, NotifyTarget, Orig, Target, ids, store_error};
+use crate::resource::Resource;
+use crate::store::{Tx, Write};
+
+/// The resource ID of the CSEBase's default access control policy.
+pub(crate) const DEFAULT_ACP_RI: &str = "acpCSEBase";
+
+/// The resource types Warden hosts, as the CSEBase's `srt` lists them.
+const SUPPORTED_TYPES: &[ResourceType] = &[
+    ResourceType::AccessControlPolicy,
+    ResourceType::Ae,
+    ResourceType::Container,
+    ResourceType::ContentInstance,
+    ResourceType::CseBase,
+    ResourceType::Group,
+    ResourceType::RemoteCse,
+    ResourceType::Subscription,
+];
+
+fn is_url(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else { return false };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(char::is_whitespace)
+}
+
+fn check_release_list(name: &str, v: Option<&Value>) -> Result<(), Error> {
+    for s in v.and_then(Value::as_array).into_iter().flatten() {
+        let ok = s.as_str().and_then(ReleaseVersion::parse).is_some();
+        if !ok {
+            return Err(Error::bad_request(format!("{name}: {s} is not a release version")));
+        }
+    }
+    Ok(())
+}
+
+fn check_serializations(v: Option<&Value>) -> Result<(), Error> {
+    for s in v.and_then(Value::as_array).into_iter().flatten() {
+        if s.as_str().and_then(Serialization::from_media_type).is_none() {
+            return Err(Error::bad_request(format!("csz: {s} is not a supported serialization")));
+        }
+    }
+    Ok(())
+}
+
+fn check_poa(v: Option<&Value>) -> Result<(), Error> {
+    for s in v.and_then(Value::as_array).into_iter().flatten() {
+        let s = s.as_str().unwrap_or_default();
+        let scheme_ok = s.split_once("://").is_some_and(|(sc, rest)| {
+            matches!(sc, "http" | "https" | "mqtt" | "mqtts" | "coap" | "coaps" | "ws" | "wss") && !rest.is_empty()
+        });
+        if !scheme_ok {
+            return Err(Error::bad_request(format!("poa: {s:?} is not a point of access URL")));
+        }
+    }
+    Ok(())
+}
+
+/// `enc` (eventNotificationCriteria): the members Warden evaluates are checked; others are kept.
+fn check_enc(v: Option<&Value>) -> Result<(), Error> {
+    let Some(enc) = v else { return Ok(()) };
+    let obj = enc.as_object().ok_or_else(|| Error::bad_request("enc must be an object"))?;
+    if let Some(net) = obj.get("net") {
+        let ok = net
+            .as_array()
+            .is_some_and(|a| a.iter().all(|n| n.as_i64().and_then(NotificationEventType::from_num).is_some()));
+        if !ok {
+            return Err(Error::bad_request("enc.net must be a list of notification event types (1-8)"));
+        }
+    }
+    if let Some(chty) = obj.get("chty")
+        && !chty.as_array().is_some_and(|a| a.iter().all(Value::is_u64))
+    {
+        return Err(Error::bad_request("enc.chty must be a list of resource types"));
+    }
+    Ok(())
+}
+
+fn check_nct(v: Option<&Value>) -> Result<(), Error> {
+    match v.map(|v| v.as_i64().and_then(NotificationContentType::from_num)) {
+        None => Ok(()),
+        Some(Some(
+            NotificationContentType::AllAttributes
+            | NotificationContentType::ModifiedAttributes
+            | NotificationContentType::ResourceId,
+        )) => Ok(()),
+        Some(_) => {
+            Err(Error::bad_request("nct must be 1 (all attributes), 2 (modified attributes) or 3 (resource ID)"))
+        }
+    }
+}
+
+impl Cse {
+    /// Creates the CSEBase and its default access control policy when the store is empty, and
+    /// refreshes the CSEBase's points of access otherwise.
+    pub(crate) async fn bootstrap(&self) -> Result<(), Error> {
+        let now = self.clock.now();
+        *self.started.write() = now;
+        if let Some(mut cb) = self.store.get(self.cfg.cse_ri()).await.map_err(store_error)? {
+            let poa = json!(self.cfg.poa);
+            if cb.get("poa") != Some(&poa) {
+                cb.attrs.insert("poa".into(), poa);
+                self.store.apply(Tx::one(Write::Update(cb))).await.map_err(store_error)?;
+            }
+            return Ok(());
+        }
+        let ts = Value::String(now.to_string());
+        let cse_id = self.cfg.cse_id.to_string();
+        let mut cb = Map::new();
+        cb.insert("ri".into(), json!(self.cfg.cse_ri()));
+        cb.insert("rn".into(), json!(self.cfg.cse_name.as_str()));
+        cb.insert("pi".into(), json!(""));
+        cb.insert("ty".into(), json!(ResourceType::CseBase.num()));
+        cb.insert("ct".into(), ts.clone());
+        cb.insert("lt".into(), ts.clone());
+        cb.insert("csi".into(), json!(cse_id));
+        cb.insert("spi".into(), json!(self.cfg.sp_id.as_str()));
+        cb.insert("cst".into(), json!(self.cfg.cse_type.num()));
+        if self.cfg.cse_type == CseType::In {
+            cb.insert("ici".into(), json!(cse_id));
+        }
+        cb.insert("srt".into(), json!(SUPPORTED_TYPES.iter().map(|t| t.num()).collect::<Vec<_>>()));
+        cb.insert("srv".into(), json!(ReleaseVersion::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>()));
+        cb.insert("csz".into(), json!(["application/json", "application/cbor"]));
+        cb.insert("poa".into(), json!(self.cfg.poa));
+        cb.insert("acpi".into(), json!([DEFAULT_ACP_RI]));
+        let cb = Resource {
+            ty: ResourceType::CseBase,
+            srn: self.cfg.cse_name.to_string(),
+            creator: cse_id.clone(),
+            attrs: cb,
+        };
+
+        // Anyone may retrieve and discover the CSEBase; only the admin may change the policy.
+        let acp = json!({
+            "ri": DEFAULT_ACP_RI, "rn": "acpCSEBaseAccess", "pi": self.cfg.cse_ri(),
+            "ty": ResourceType::AccessControlPolicy.num(), "ct": ts, "lt": ts,
+            "et": Timestamp::MAX.to_string(),
+            "pv": {"acr": [{"acor": ["all"], "acop": Operation::Retrieve.acop_bit() | onem2m::ACOP_DISCOVERY}]},
+            "pvs": {"acr": [{"acor": [self.cfg.admin], "acop": onem2m::ACOP_ALL}]},
+        });
+        let acp = Resource {
+            ty: ResourceType::AccessControlPolicy,
+            srn: format!("{}/acpCSEBaseAccess", self.cfg.cse_name),
+            creator: cse_id,
+            attrs: acp.as_object().cloned().unwrap_or_default(),
+        };
+        self.store.apply(Tx { writes: vec![Write::Create(cb), Write::Create(acp)] }).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// AE registration (TS-0001 §10.2.2.2, TS-0004 §7.4.5.2.1; ONEM2M.md §2).
+    pub(crate) async fn prepare_ae(
+        &self,
+        parent: &Resource,
+        attrs: Map<String, Value>,
+        rv: ReleaseVersion,
+        orig: &Orig,
+        _ctx: &Ctx,
+        now: Timestamp,
+    ) -> Result<Resource, Error> {
+        let stem = match &orig.kind {
+            Originator::Empty | Originator::NewC => ids::new_stem('C'),
+            Originator::NewS => ids::new_stem('S'),
+            Originator::Ae(ae) => self.local_ae_stem(ae).ok_or_else(|| {
+                Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE")
+            })?,
+            Originator::Cse { .. } => {
+                return Err(Error::new(
+                    Rsc::SecurityAssociationRequired,
+                    "a CSE-ID cannot register as an AE (a security association is required)",
+                ));
+            }
+        };
+        let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default();
+        AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
+        check_release_list("srv", attrs.get("srv"))?;
+        check_serializations(attrs.get("csz"))?;
+        check_poa(attrs.get("poa"))?;
+        if self.store.get(&stem).await.map_err(store_error)?.is_some() {
+            return Err(Error::new(
+                Rsc::OriginatorHasAlreadyRegistered,
+                format!("the AE {stem} is registered already"),
+            ));
+        }
+        let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await?;
+        res.attrs.insert("aei".into(), Value::String(stem));
+        Ok(res)
+    }
+
+    /// The resource ID of a remoteCSE: the registering CSE's ID without its slash.
+    pub(crate) fn remote_cse_ri(&self, orig: &Orig) -> Result<String, Error> {
+        match &orig.kind {
+            Originator::Cse { cse, .. } if cse != &self.cfg.cse_id => Ok(cse.name().to_owned()),
+            _ => Err(Error::new(Rsc::OperationNotAllowed, "only another CSE can register a remoteCSE")),
+        }
+    }
+
+    /// The rules of the types other than AE, applied to a resource made by `fill_common`.
+    pub(crate) async fn prepare_type(
+        &self,
+        parent: &Resource,
+        res: &mut Resource,
+        orig: &Orig,
+        _ctx: &Ctx,
+    ) -> Result<(), Error> {
+        match res.ty {
+            ResourceType::Container => {
+                for k in ["cni", "cbs", "st"] {
+                    res.attrs.insert(k.into(), json!(0));
+                }
+            }
+            ResourceType::ContentInstance => {
+                let cs = content_size(res.get("con"));
+                if let Some(cnf) = res.get_str("cnf") {
+                    check_cnf(cnf)?;
+                }
+                if let Some(mbs) = parent.get_u64("mbs")
+                    && cs > mbs
+                {
+                    return Err(Error::new(
+                        Rsc::NotAcceptable,
+                        format!("the content ({cs} bytes) is larger than the container's mbs ({mbs})"),
+                    ));
+                }
+                res.attrs.insert("cs".into(), json!(cs));
+                res.attrs.insert("st".into(), json!(0));
+            }
+            ResourceType::Subscription => {
+                self.check_subscription(&res.attrs).await?;
+                // The subscriber must be allowed to see what it subscribes to.
+                if self.check_access(parent, &orig.id, Operation::Retrieve.acop_bit()).await.is_err() {
+                    return Err(Error::new(
+                        Rsc::SubscriptionCreatorHasNoPrivilege,
+                        "the subscriber may not retrieve the subscribed-to resource",
+                    ));
+                }
+                if !res.attrs.contains_key("nct") {
+                    res.attrs.insert("nct".into(), json!(NotificationContentType::AllAttributes.num()));
+                }
+                if !res.attrs.contains_key("enc") {
+                    res.attrs.insert("enc".into(), json!({"net": [NotificationEventType::UpdateOfResource.num()]}));
+                }
+                if !res.attrs.contains_key("cr") {
+                    res.attrs.insert("cr".into(), Value::String(orig.id.clone()));
+                }
+            }
+            ResourceType::AccessControlPolicy => {
+                validate_privileges("pv", res.get("pv").unwrap_or(&Value::Null))?;
+                validate_privileges("pvs", res.get("pvs").unwrap_or(&Value::Null))?;
+            }
+            ResourceType::Group => self.check_group(&mut res.attrs).await?,
+            ResourceType::RemoteCse => {
+                check_release_list("srv", res.get("srv"))?;
+                check_serializations(res.get("csz"))?;
+                check_poa(res.get("poa"))?;
+                res.attrs.insert("csi".into(), Value::String(format!("/{}", res.ri())));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Rules an UPDATE must keep, per type, checked on the merged attributes.
+    pub(crate) async fn check_update(&self, res: &mut Resource, changed: &Map<String, Value>) -> Result<(), Error> {
+        match res.ty {
+            ResourceType::Ae => {
+                check_release_list("srv", changed.get("srv"))?;
+                check_serializations(changed.get("csz"))?;
+                check_poa(changed.get("poa"))?;
+            }
+            ResourceType::Subscription => self.check_subscription(&res.attrs).await?,
+            ResourceType::AccessControlPolicy => {
+                validate_privileges("pv", res.get("pv").unwrap_or(&Value::Null))?;
+                validate_privileges("pvs", res.get("pvs").unwrap_or(&Value::Null))?;
+            }
+            ResourceType::Group if changed.contains_key("mid") || changed.contains_key("mnm") => {
+                self.check_group(&mut res.attrs).await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn check_subscription(&self, attrs: &Map<String, Value>) -> Result<(), Error> {
+        check_enc(attrs.get("enc"))?;
+        check_nct(attrs.get("nct"))?;
+        if attrs.get("exc").and_then(Value::as_u64) == Some(0) {
+            return Err(Error::bad_request("exc must be at least 1"));
+        }
+        let nu: Vec<&str> =
+            attrs.get("nu").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        if nu.is_empty() {
+            return Err(Error::bad_request("nu must list at least one notification target"));
+        }
+        for n in nu {
+            self.notify_target(n).await?;
+        }
+        Ok(())
+    }
+
+    /// Where a `nu` entry sends to: a URL as it is, or an AE (by AE-ID or resource ID) through its
+    /// points of access.
+    pub(crate) async fn notify_target(&self, nu: &str) -> Result<NotifyTarget, Error> {
+        if is_url(nu) {
+            return Ok(NotifyTarget { key: nu.to_owned(), urls: vec![nu.to_owned()] });
+        }
+        if nu.contains("://") {
+            return Err(Error::bad_request(format!("nu: {nu} uses an unsupported scheme (http and https are)")));
+        }
+        let ri = self.normalise_id(nu);
+        let ae = match self.store.get(&ri).await.map_err(store_error)? {
+            Some(r) if r.ty == ResourceType::Ae => r,
+            _ => match self.resolve(nu).await {
+                Ok(Target::Resource(r)) if r.ty == ResourceType::Ae => r,
+                _ => return Err(Error::bad_request(format!("nu: {nu} is neither a URL nor a registered AE"))),
+            },
+        };
+        let urls: Vec<String> = ae.str_list("poa").into_iter().filter(|u| is_url(u)).map(str::to_owned).collect();
+        Ok(NotifyTarget { key: ae.ri().to_owned(), urls })
+    }
+
+    /// Sends the verification request of a new subscription to every target that is not the
+    /// subscriber itself; 5204 unless each answers 2000 (TS-0004 §7.5.1.2.3).
+    pub(crate) async fn verify_subscription(&self, sub: &Resource, orig: &Orig) -> Result<(), Error> {
+        let pc = json!({"m2m:sgn": {"vrq": true, "sur": self.sp_relative(sub.ri()), "cr": orig.id}});
+        for nu in sub.str_list("nu") {
+            let target = self.notify_target(nu).await?;
+            if target.key == orig.id {
+                continue;
+            }
+            let failed = |why: String| Error::new(Rsc::SubscriptionVerificationInitiationFailed, why);
+            if target.urls.is_empty() {
+                return Err(failed(format!("the notification target {nu} has no point of access")));
+            }
+            match self.notifier.send_now(&target, pc.clone(), self.cfg.verification_timeout).await {
+                Ok(Rsc::Ok) => {}
+                Ok(rsc) => return Err(failed(format!("the notification target {nu} refused verification with {rsc}"))),
+                Err(e) => return Err(failed(format!("the notification target {nu} could not be verified: {}", e.dbg))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Group membership rules: members exist, their number is within `mnm`, their type is `mt`
+    /// (with `csy` deciding what happens to the others); `cnm` and `mtv` follow.
+    async fn check_group(&self, attrs: &mut Map<String, Value>) -> Result<(), Error> {
+        let mid: Vec<String> = attrs
+            .get("mid")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        let mnm = attrs.get("mnm").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        if mid.len() as u64 > mnm {
+            return Err(Error::new(Rsc::MaxNumberOfMemberExceeded, format!("{} members exceed mnm {mnm}", mid.len())));
+        }
+        let mut unique = std::collections::HashSet::new();
+        if !mid.iter().all(|m| unique.insert(m)) {
+            return Err(Error::bad_request("mid lists a member twice"));
+        }
+        let mt = attrs.get("mt").and_then(Value::as_u64).unwrap_or(0);
+        let csy = attrs.get("csy").and_then(Value::as_u64).unwrap_or(1);
+        let mut kept = Vec::with_capacity(mid.len());
+        for m in &mid {
+            let member = match self.resolve(m).await {
+                Ok(Target::Resource(r)) => r,
+                _ => return Err(Error::not_found(format!("group member {m} does not exist"))),
+            };
+            let ty = u64::from(member.ty.num());
+            if mt != 0 && ty != mt {
+                match csy {
+                    // ABANDON_MEMBER: drop it; ABANDON_GROUP: refuse; SET_MIXED: the group becomes mixed.
+                    1 => continue,
+                    3 => {
+                        attrs.insert("mt".into(), json!(0));
+                    }
+                    _ => {
+                        return Err(Error::new(
+                            Rsc::GroupMemberTypeInconsistent,
+                            format!("member {m} is not of the group's member type {mt}"),
+                        ));
+                    }
+                }
+            }
+            kept.push(Value::String(m.clone()));
+        }
+        attrs.insert("cnm".into(), json!(kept.len()));
+        attrs.insert("mid".into(), Value::Array(kept));
+        attrs.insert("mtv".into(), json!(true));
+        if !attrs.contains_key("mt") {
+            attrs.insert("mt".into(), json!(0));
+        }
+        if !attrs.contains_key("csy") {
+            attrs.insert("csy".into(), json!(1));
+        }
+        Ok(())
+    }
+}
+
+/// `cs`: the length in bytes of the content as sent (a string's UTF-8 bytes; otherwise its JSON).
+pub(crate) fn content_size(con: Option<&Value>) -> u64 {
+    match con {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(s)) => s.len() as u64,
+        Some(v) => serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(0),
+    }
+}
+
+/// `cnf`: `type/subtype[:encoding[:transfer encoding]]`, encodings 0-2.
+pub(crate) fn check_cnf(cnf: &str) -> Result<(), Error> {
+    let mut parts = cnf.split(':');
+    let media = parts.next().unwrap_or_default();
+    let media_ok = media.split_once('/').is_some_and(|(t, s)| !t.is_empty() && !s.is_empty());
+    let enc_ok = parts.all(|p| matches!(p, "0" | "1" | "2"));
+    if media_ok && enc_ok && cnf.split(':').count() <= 3 {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!("cnf {cnf:?} is not mediaType[:encoding[:transferEncoding]]")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_sizes() {
+        assert_eq!(content_size(Some(&json!("v1"))), 2);
+        assert_eq!(content_size(Some(&json!("ü"))), 2);
+        assert_eq!(content_size(Some(&json!({"a": 1}))), 7);
+        assert_eq!(content_size(None), 0);
+    }
+
+    #[test]
+    fn content_info() {
+        for ok in ["text/plain:0", "application/json:0", "application/json", "image/png:1:2"] {
+            check_cnf(ok).unwrap();
+        }
+        for bad in ["text", "text/plain:9", "/x", "a/b:0:0:0"] {
+            assert!(check_cnf(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_and_lists() {
+        assert!(is_url("http://127.0.0.1:9990/x"));
+        assert!(!is_url("mqtt://broker"));
+        assert!(!is_url("http://"));
+        check_release_list("srv", Some(&json!(["2a", "3", "4", "5"]))).unwrap();
+        assert!(check_release_list("srv", Some(&json!(["9"]))).is_err());
+        check_serializations(Some(&json!(["application/json", "application/cbor"]))).unwrap();
+        assert!(check_serializations(Some(&json!(["application/xml"]))).is_err());
+        check_poa(Some(&json!(["http://h:1", "mqtt://b"]))).unwrap();
+        assert!(check_poa(Some(&json!(["nowhere"]))).is_err());
+        check_enc(Some(&json!({"net": [1, 3], "chty": [4]}))).unwrap();
+        assert!(check_enc(Some(&json!({"net": [9]}))).is_err());
+        assert!(check_nct(Some(&json!(4))).is_err());
+    }
+}
