@@ -6,3 +6,6 @@ pub mod config;
 pub mod core;
 pub mod resource;
 pub mod store;
+pub mod http;
+pub mod telemetry;
+pub mod server;

@@ -1,0 +1,147 @@
+//! The HTTP binding (TS-0009): one handler turns any path plus the X-M2M-* headers into a request
+//! primitive, hands it to the core, and maps the response primitive back. Beside it: `/healthz`,
+//! `/metrics` and, when enabled, the TS-0019 Upper Tester endpoint `POST /__ut__`.
+//!
+//! # Architecture invariant
+//! Only this module (and `net`) knows HTTP. Client mistakes are answered with their oneM2M response
+//! status code and a reason in `m2m:dbg`; axum's default plain-text rejections are never used.
+
+mod mapping;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use onem2m::{Error, Response, Rsc, Serialization};
+
+use crate::core::{Binding, Ctx, Cse, SecurityAssociation};
+use crate::telemetry;
+
+
+const X_M2M_UTCMD: HeaderName = HeaderName::from_static("x-m2m-utcmd");
+const X_M2M_UTRSP: HeaderName = HeaderName::from_static("x-m2m-utrsp");
+
+/// Limits of the HTTP binding.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The largest request body accepted; larger ones get 413 (RSC 4000) without being read.
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body: 1024 * 1024 }
+    }
+}
+
+struct App {
+    cse: Arc<Cse>,
+    cfg: HttpConfig,
+}
+
+/// The router of the CSE's HTTP listener(s).
+pub fn router(cse: Arc<Cse>, cfg: HttpConfig) -> Router {
+    let upper_tester = cse.config().upper_tester;
+    let app = Arc::new(App { cse, cfg });
+    let mut r = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics));
+    if upper_tester {
+        r = r.route("/__ut__", post(upper_tester_cmd));
+    }
+    r.fallback(onem2m).with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics() -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::from(telemetry::render()));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// The answer to a request that failed before it became a primitive.
+fn early_error(echo: &mapping::Echo, e: &Error, status: Option<StatusCode>) -> axum::response::Response {
+    let mut resp = Response::error(echo.rqi.clone(), e);
+    resp.rvi = echo.rvi.clone();
+    let (s, h, b) = mapping::from_primitive(&resp, echo.accept);
+    build(status.unwrap_or(s), h, b)
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::response::Response {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let echo = mapping::echo_of(&parts.headers);
+    let max = app.cfg.max_body;
+    let too_large = || {
+        let e = Error::bad_request(format!("the request body is larger than {max} bytes"));
+        telemetry::request(None, None, Rsc::BadRequest, start.elapsed());
+        early_error(&echo, &e, Some(StatusCode::PAYLOAD_TOO_LARGE))
+    };
+    if content_length(&parts.headers).is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let bytes = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(e) => {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+            if limit {
+                return too_large();
+            }
+            return early_error(&echo, &Error::bad_request("the request body could not be read"), None);
+        }
+    };
+    let ctx = Ctx {
+        binding: Binding::Http,
+        sa: parts.extensions.get::<SecurityAssociation>().cloned(),
+        payload_len: bytes.len(),
+    };
+    let req = match mapping::to_primitive(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, &bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            telemetry::request(None, None, e.rsc, start.elapsed());
+            return early_error(&echo, &e, None);
+        }
+    };
+    let ser = echo.accept;
+    let (op, ty) = (req.op, req.ty);
+    let resp = app.cse.handle(req, &ctx).await;
+    telemetry::request(Some(op), ty, resp.rsc, start.elapsed());
+    let (status, headers, body) = mapping::from_primitive(&resp, ser);
+    build(status, headers, body)
+}
+
+async fn upper_tester_cmd(State(app): State<Arc<App>>, headers: HeaderMap) -> axum::response::Response {
+    let echo = mapping::echo_of(&headers);
+    let cmd = headers.get(&X_M2M_UTCMD).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match app.cse.upper_tester(cmd).await {
+        Ok(reply) => {
+            let mut resp = Response::new(reply.rsc, echo.rqi.clone());
+            resp.rvi = echo.rvi.clone();
+            let (status, mut h, body) = mapping::from_primitive(&resp, Serialization::Json);
+            if let Some(v) = reply.utrsp.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+                h.insert(X_M2M_UTRSP, v);
+            }
+            build(status, h, body)
+        }
+        Err(e) => early_error(&echo, &e, None),
+    }
+}
