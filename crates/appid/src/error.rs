@@ -1,0 +1,113 @@
+//! Why a profile or a request body was refused, naming the failing field.
+
+use std::fmt;
+
+/// What kind of mistake a [`FieldError`] reports; maps to the API's `error` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldErrorKind {
+    /// Not JSON at all, or trailing garbage.
+    Syntax,
+    /// A field that the type does not have.
+    UnknownField,
+    /// A required field is absent.
+    MissingField,
+    /// A field with a wrong type or value.
+    Invalid,
+}
+
+impl FieldErrorKind {
+    /// The API error code (`error` in `{"error", "message", "field"}`).
+    pub fn code(self) -> &'static str {
+        match self {
+            FieldErrorKind::Syntax => "invalid_json",
+            FieldErrorKind::UnknownField => "unknown_field",
+            FieldErrorKind::MissingField => "missing_field",
+            FieldErrorKind::Invalid => "invalid_field",
+        }
+    }
+}
+
+/// A refused input: its kind, the path of the field (`application.class`,
+/// `authentication.roots[0].pem`, `bogusField`) when there is one, and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub kind: FieldErrorKind,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::Invalid, field: Some(field.to_owned()), message: message.into() }
+    }
+
+    pub fn missing(field: &str, message: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::MissingField, field: Some(field.to_owned()), message: message.into() }
+    }
+
+    pub fn syntax(e: &serde_json::Error) -> Self {
+        Self { kind: FieldErrorKind::Syntax, field: None, message: format!("malformed JSON: {e}") }
+    }
+
+    /// Maps serde's error and the path it happened at to the field that failed. serde reports an
+    /// unknown or missing field at the path of the object that holds it; the field is appended.
+    pub fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+            return Self::syntax(&inner);
+        }
+        let msg = inner.to_string();
+        // serde_json appends " at line L column C"; the path says more.
+        let msg = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_owned(),
+            None => msg,
+        };
+        // The path may already end in the field (unknown fields) or stop at its parent (missing ones).
+        let join = |name: &str| {
+            if path == "." || path.is_empty() {
+                name.to_owned()
+            } else if path == name || path.ends_with(&format!(".{name}")) {
+                path.clone()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        if let Some(name) = backticked(&msg, "unknown field `") {
+            let field = join(name);
+            return Self {
+                kind: FieldErrorKind::UnknownField,
+                message: format!("unknown field {field:?}"),
+                field: Some(field),
+            };
+        }
+        if let Some(name) = backticked(&msg, "missing field `") {
+            let field = join(name);
+            return Self {
+                kind: FieldErrorKind::MissingField,
+                message: format!("missing field {field:?}"),
+                field: Some(field),
+            };
+        }
+        let field = if path == "." || path.is_empty() { None } else { Some(path) };
+        let message = match &field {
+            Some(f) => format!("{f}: {msg}"),
+            None => msg,
+        };
+        Self { kind: FieldErrorKind::Invalid, field, message }
+    }
+}
+
+/// The name between `prefix` and the next backtick, if `msg` starts with `prefix`.
+fn backticked<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = msg.strip_prefix(prefix)?;
+    rest.find('`').map(|end| &rest[..end])
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
