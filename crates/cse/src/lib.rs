@@ -2,10 +2,11 @@
 //! notifications and admission against the App-ID Registry.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod core;
-pub mod resource;
-pub mod store;
 pub mod http;
-pub mod telemetry;
+pub mod resource;
 pub mod server;
+pub mod store;
+pub mod telemetry;

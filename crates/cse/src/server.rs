@@ -46,7 +46,8 @@ impl Service {
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let cse = Cse::start(cse, store, notifier, clock).await.map_err(|e| anyhow::anyhow!("cannot start the CSE: {e}"))?;
+        let cse =
+            Cse::start(cse, store, notifier, clock).await.map_err(|e| anyhow::anyhow!("cannot start the CSE: {e}"))?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(sweeper(cse.clone(), cancel.clone()));

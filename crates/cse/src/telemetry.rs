@@ -7,16 +7,15 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use onem2m::{Operation, ResourceType, Rsc};
 
 /// Latency buckets, in seconds: 50 µs to 5 s.
-const BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process's Prometheus recorder once (whoever asks first) and returns its handle.
 /// `None` if another recorder was installed by someone else.
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().set_buckets(BUCKETS).ok()?.install_recorder().ok())
-        .as_ref()
+    HANDLE.get_or_init(|| PrometheusBuilder::new().set_buckets(BUCKETS).ok()?.install_recorder().ok()).as_ref()
 }
 
 /// The metrics in the Prometheus text format.

@@ -31,6 +31,32 @@ pub fn is_unreserved(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
 }
 
+/// Matches `text` against a pattern in which `*` stands for any run of characters (the empty run
+/// included) and `?` for one character, as originator patterns (`acor`, `allowedRecipients`,
+/// deny lists) and label filters use them. Linear in practice: it backtracks only to the last `*`.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pat, s) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut i) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while i < s.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
+            p += 1;
+            i += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = i;
+            p += 1;
+        } else if let Some(sp) = star {
+            p = sp + 1;
+            mark += 1;
+            i = mark;
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|c| *c == b'*')
+}
+
 /// A non-empty run of unreserved characters of bounded length.
 fn check_segment(kind: &'static str, whole: &str, seg: &str) -> Result<(), IdError> {
     if seg.is_empty() {
@@ -554,6 +580,20 @@ mod tests {
         assert!(matches!(Originator::parse("id-mn").unwrap(), Originator::Cse { sp: None, .. }));
         assert!(matches!(Originator::parse("//sp.com/id-mn").unwrap(), Originator::Cse { sp: Some(_), .. }));
         assert!(Originator::parse("a b").is_err());
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("C*", "Cabc"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("C?b*", "Cabxyz"));
+        assert!(wildcard_match("C?b*", "Cbb"));
+        assert!(!wildcard_match("C?b*", "Cb"));
+        assert!(wildcard_match("Cehr*", "Cehr"));
+        assert!(!wildcard_match("S*", "Cabc"));
+        assert!(wildcard_match("*x*y", "axbxcy"));
+        assert!(!wildcard_match("*x*y", "axbxc"));
+        assert!(wildcard_match("exact", "exact") && !wildcard_match("exact", "exac"));
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub(crate) fn matches(r: &Resource, fc: &FilterCriteria) -> bool {
 }
 
 fn label_matches(wanted: &str, label: &str) -> bool {
-    wanted == label || (wanted.contains(['*', '?']) && super::access::wildcard(wanted.as_bytes(), label.as_bytes()))
+    wanted == label || (wanted.contains(['*', '?']) && onem2m::id::wildcard_match(wanted, label))
 }
 
 /// An attribute filter's value against an attribute: strings with wildcards, numbers and booleans

@@ -194,8 +194,9 @@ fn apply_query(req: &mut Request, query: &str) -> Result<(), Error> {
 pub(crate) fn accept_of(headers: &HeaderMap) -> Result<Serialization, Error> {
     match headers.get(ACCEPT).and_then(|v| v.to_str().ok()) {
         None | Some("") => Ok(Serialization::Json),
-        Some(a) => Serialization::from_accept(a)
-            .ok_or_else(|| Error::new(Rsc::NotAcceptable, format!("none of the accepted media types {a:?} is supported"))),
+        Some(a) => Serialization::from_accept(a).ok_or_else(|| {
+            Error::new(Rsc::NotAcceptable, format!("none of the accepted media types {a:?} is supported"))
+        }),
     }
 }
 
@@ -210,19 +211,26 @@ pub(crate) fn echo_of(headers: &HeaderMap) -> Echo {
 }
 
 /// Maps an HTTP request to a request primitive.
-pub(crate) fn to_primitive(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Request, Error> {
+pub(crate) fn to_primitive(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Request, Error> {
     accept_of(headers)?;
     let content_type = header(headers, &CONTENT_TYPE)?;
     let mut ty = None;
     let mut ser = None;
     if let Some(ct) = content_type {
-        ser = Some(
-            Serialization::from_media_type(ct)
-                .ok_or_else(|| Error::new(Rsc::UnsupportedMediaType, format!("Content-Type {ct:?} is not supported")))?,
-        );
+        ser =
+            Some(Serialization::from_media_type(ct).ok_or_else(|| {
+                Error::new(Rsc::UnsupportedMediaType, format!("Content-Type {ct:?} is not supported"))
+            })?);
         for param in ct.split(';').skip(1) {
             if let Some(("ty", v)) = param.trim().split_once('=') {
-                let n: i64 = v.trim().parse().map_err(|_| Error::bad_request(format!("Content-Type ty={v} is not a number")))?;
+                let n: i64 =
+                    v.trim().parse().map_err(|_| Error::bad_request(format!("Content-Type ty={v} is not a number")))?;
                 ty = Some(
                     ResourceType::from_num(n)
                         .ok_or_else(|| Error::bad_request(format!("ty={n} is not a resource type")))?,
@@ -246,7 +254,9 @@ pub(crate) fn to_primitive(method: &Method, path: &str, query: Option<&str>, hea
     req.rvi = header(headers, &X_M2M_RVI)?.map(str::to_owned);
     let abs_rel = |name: &HeaderName| -> Result<Option<AbsRelTime>, Error> {
         header(headers, name)?
-            .map(|v| AbsRelTime::parse(v).ok_or_else(|| Error::bad_request(format!("header {name}: {v:?} is not a time"))))
+            .map(|v| {
+                AbsRelTime::parse(v).ok_or_else(|| Error::bad_request(format!("header {name}: {v:?} is not a time")))
+            })
             .transpose()
     };
     req.rqet = abs_rel(&X_M2M_RET)?;
@@ -268,7 +278,8 @@ pub(crate) fn to_primitive(method: &Method, path: &str, query: Option<&str>, hea
         apply_query(&mut req, q)?;
     }
     if !body.is_empty() {
-        let ser = ser.ok_or_else(|| Error::new(Rsc::UnsupportedMediaType, "a request with a body needs a Content-Type"))?;
+        let ser =
+            ser.ok_or_else(|| Error::new(Rsc::UnsupportedMediaType, "a request with a body needs a Content-Type"))?;
         req.pc = Some(ser.decode::<Value>(body)?);
     }
     Ok(req)
@@ -346,7 +357,10 @@ mod tests {
     #[test]
     fn operations_and_headers() {
         let r = map(Method::GET, "/cse-in", STD, "").unwrap();
-        assert_eq!((r.op, r.to.as_str(), r.from.as_deref(), r.rqi.as_str(), r.rvi.as_deref()), (Operation::Retrieve, "cse-in", Some("CAdmin"), "r1", Some("4")));
+        assert_eq!(
+            (r.op, r.to.as_str(), r.from.as_deref(), r.rqi.as_str(), r.rvi.as_deref()),
+            (Operation::Retrieve, "cse-in", Some("CAdmin"), "r1", Some("4"))
+        );
         let mut h = STD.to_vec();
         h.push(("Content-Type", "application/json;ty=2"));
         let r = map(Method::POST, "/cse-in", &h, r#"{"m2m:ae":{"api":"Nx"}}"#).unwrap();
@@ -373,9 +387,18 @@ mod tests {
             h.push(("Content-Type", v));
             h
         };
-        assert_eq!(map(Method::POST, "/cse-in", &ct("application/json;ty=4"), "{broken").unwrap_err().rsc, Rsc::BadRequest);
-        assert_eq!(map(Method::POST, "/cse-in", &ct("application/xml;ty=4"), "<x/>").unwrap_err().rsc, Rsc::UnsupportedMediaType);
-        assert_eq!(map(Method::POST, "/cse-in", &ct("application/json;ty=999"), "{}").unwrap_err().rsc, Rsc::BadRequest);
+        assert_eq!(
+            map(Method::POST, "/cse-in", &ct("application/json;ty=4"), "{broken").unwrap_err().rsc,
+            Rsc::BadRequest
+        );
+        assert_eq!(
+            map(Method::POST, "/cse-in", &ct("application/xml;ty=4"), "<x/>").unwrap_err().rsc,
+            Rsc::UnsupportedMediaType
+        );
+        assert_eq!(
+            map(Method::POST, "/cse-in", &ct("application/json;ty=999"), "{}").unwrap_err().rsc,
+            Rsc::BadRequest
+        );
         assert_eq!(map(Method::POST, "/cse-in", &ct("application/json;ty=x"), "{}").unwrap_err().rsc, Rsc::BadRequest);
         assert_eq!(map(Method::POST, "/cse-in", STD, "{}").unwrap_err().rsc, Rsc::UnsupportedMediaType);
         let mut h = STD.to_vec();
@@ -392,7 +415,13 @@ mod tests {
 
     #[test]
     fn queries() {
-        let r = map(Method::GET, "/cse-in?fu=1&ty=2+3&ty=4&lbl=a&lbl=b%20c&lim=10&ofst=2&lvl=1&fo=2&rcn=6&drt=2&cr=Cx&atrl=ri+lbl", STD, "").unwrap();
+        let r = map(
+            Method::GET,
+            "/cse-in?fu=1&ty=2+3&ty=4&lbl=a&lbl=b%20c&lim=10&ofst=2&lvl=1&fo=2&rcn=6&drt=2&cr=Cx&atrl=ri+lbl",
+            STD,
+            "",
+        )
+        .unwrap();
         let fc = r.fc.unwrap();
         assert_eq!(fc.fu, Some(FilterUsage::DiscoveryCriteria));
         assert_eq!(fc.ty, vec![2, 3, 4]);

@@ -20,9 +20,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use onem2m::{Error, Response, Rsc, Serialization};
 
-use crate::core::{Binding, Ctx, Cse, SecurityAssociation};
+use crate::core::{Binding, Cse, Ctx, SecurityAssociation};
 use crate::telemetry;
-
 
 const X_M2M_UTCMD: HeaderName = HeaderName::from_static("x-m2m-utcmd");
 const X_M2M_UTRSP: HeaderName = HeaderName::from_static("x-m2m-utrsp");
