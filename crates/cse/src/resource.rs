@@ -14,9 +14,16 @@ pub struct Resource {
     /// has no `acpi`. Always set, whether or not the `cr` attribute was asked for.
     pub creator: String,
     pub attrs: Map<String, Value>,
+    /// What other modules keep with a resource and never send: the admission binding of an AE.
+    pub meta: Option<Value>,
 }
 
 impl Resource {
+    /// A resource without metadata.
+    pub fn new(ty: ResourceType, srn: String, creator: String, attrs: Map<String, Value>) -> Self {
+        Self { ty, srn, creator, attrs, meta: None }
+    }
+
     fn str_attr(&self, name: &str) -> &str {
         self.attrs.get(name).and_then(Value::as_str).unwrap_or_default()
     }

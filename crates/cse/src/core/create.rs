@@ -175,7 +175,7 @@ impl Cse {
         attrs.insert("ct".into(), now_s.clone());
         attrs.insert("lt".into(), now_s);
         attrs.insert("et".into(), Value::String(et.to_string()));
-        Ok(Resource { ty, srn: format!("{}/{rn}", parent.srn), creator: creator.to_owned(), attrs })
+        Ok(Resource::new(ty, format!("{}/{rn}", parent.srn), creator.to_owned(), attrs))
     }
 
     /// The `et` to store: the requested one (in the future, at most `max_expiration` away) or the

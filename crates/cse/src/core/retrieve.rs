@@ -242,7 +242,7 @@ mod tests {
     use serde_json::json;
 
     fn res(ty: ResourceType, attrs: Value) -> Resource {
-        Resource { ty, srn: "cse-in/x".into(), creator: "C".into(), attrs: attrs.as_object().unwrap().clone() }
+        Resource::new(ty, "cse-in/x".into(), "C".into(), attrs.as_object().unwrap().clone())
     }
 
     #[test]

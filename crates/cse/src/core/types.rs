@@ -133,12 +133,7 @@ impl Cse {
         cb.insert("csz".into(), json!(["application/json", "application/cbor"]));
         cb.insert("poa".into(), json!(self.cfg.poa));
         cb.insert("acpi".into(), json!([DEFAULT_ACP_RI]));
-        let cb = Resource {
-            ty: ResourceType::CseBase,
-            srn: self.cfg.cse_name.to_string(),
-            creator: cse_id.clone(),
-            attrs: cb,
-        };
+        let cb = Resource::new(ResourceType::CseBase, self.cfg.cse_name.to_string(), cse_id.clone(), cb);
 
         // Anyone may retrieve and discover the CSEBase; only the admin may change the policy.
         let acp = json!({
@@ -148,12 +143,12 @@ impl Cse {
             "pv": {"acr": [{"acor": ["all"], "acop": Operation::Retrieve.acop_bit() | onem2m::ACOP_DISCOVERY}]},
             "pvs": {"acr": [{"acor": [self.cfg.admin], "acop": onem2m::ACOP_ALL}]},
         });
-        let acp = Resource {
-            ty: ResourceType::AccessControlPolicy,
-            srn: format!("{}/acpCSEBaseAccess", self.cfg.cse_name),
-            creator: cse_id,
-            attrs: acp.as_object().cloned().unwrap_or_default(),
-        };
+        let acp = Resource::new(
+            ResourceType::AccessControlPolicy,
+            format!("{}/acpCSEBaseAccess", self.cfg.cse_name),
+            cse_id,
+            acp.as_object().cloned().unwrap_or_default(),
+        );
         self.store.apply(Tx { writes: vec![Write::Create(cb), Write::Create(acp)] }).await.map_err(store_error)?;
         Ok(())
     }

@@ -51,14 +51,15 @@ CREATE TABLE resources (
     mni     INTEGER,
     mbs     INTEGER,
     mia     INTEGER,
-    attrs   BLOB    NOT NULL
+    attrs   BLOB    NOT NULL,
+    meta    TEXT
 );
 CREATE INDEX resources_children ON resources(pi, ty);
 CREATE INDEX resources_expiry ON resources(et);
 CREATE INDEX resources_mia ON resources(mia) WHERE mia IS NOT NULL;
 ";
 
-const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs";
+const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
 const MAX_GROUP: usize = 512;
 /// Transactions waiting for the writer; senders wait when it is full.
@@ -153,6 +154,7 @@ fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<Resource> {
     let cni: i64 = row.get(5)?;
     let cbs: i64 = row.get(6)?;
     let blob: Vec<u8> = row.get(7)?;
+    let meta: Option<String> = row.get(8)?;
     let bad = |what: &str| rusqlite::Error::InvalidColumnType(7, what.to_owned(), rusqlite::types::Type::Blob);
     let ty = ResourceType::from_num(i64::from(ty)).ok_or_else(|| bad("resource type"))?;
     let mut attrs: Map<String, Value> = serde_json::from_slice(&blob).map_err(|_| bad("attributes"))?;
@@ -165,7 +167,11 @@ fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<Resource> {
         attrs.insert("cni".into(), Value::from(cni));
         attrs.insert("cbs".into(), Value::from(cbs));
     }
-    Ok(Resource { ty, srn, creator, attrs })
+    let meta = match meta {
+        Some(m) => Some(serde_json::from_str(&m).map_err(|_| bad("metadata"))?),
+        None => None,
+    };
+    Ok(Resource { ty, srn, creator, attrs, meta })
 }
 
 fn query_one(conn: &Connection, sql: &str, key: &str) -> rusqlite::Result<Option<Resource>> {
@@ -432,10 +438,11 @@ fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
         return Err(StoreError::NotFound(r.pi().to_owned()));
     }
     let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
+    let meta = r.meta.as_ref().map(Value::to_string);
     let res = c
         .prepare_cached(
-            "INSERT INTO resources (ri, pi, ty, srn, ct, lt, et, creator, cs, mni, mbs, mia, attrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO resources (ri, pi, ty, srn, ct, lt, et, creator, cs, mni, mbs, mia, attrs, meta)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -451,7 +458,8 @@ fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
                 quota(r, "mni"),
                 quota(r, "mbs"),
                 quota(r, "mia"),
-                attrs
+                attrs,
+                meta
             ])
         });
     match res {
@@ -517,8 +525,8 @@ fn update(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), Store
     let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
     let n = c
         .prepare_cached(
-            "UPDATE resources SET attrs = ?1, lt = ?2, et = ?3, st = st + 1, mni = ?4, mbs = ?5, mia = ?6
-             WHERE ri = ?7",
+            "UPDATE resources SET attrs = ?1, lt = ?2, et = ?3, st = st + 1, mni = ?4, mbs = ?5, mia = ?6,
+             meta = ?7 WHERE ri = ?8",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -528,6 +536,7 @@ fn update(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), Store
                 quota(r, "mni"),
                 quota(r, "mbs"),
                 quota(r, "mia"),
+                r.meta.as_ref().map(Value::to_string),
                 r.ri()
             ])
         })

@@ -18,7 +18,7 @@ pub(crate) fn res(ty: ResourceType, ri: &str, pi: &str, srn: &str, extra: Value)
     for (k, v) in extra.as_object().unwrap() {
         attrs[k] = v.clone();
     }
-    Resource { ty, srn: srn.to_owned(), creator: "Cowner".into(), attrs: attrs.as_object().unwrap().clone() }
+    Resource::new(ty, srn.to_owned(), "Cowner".into(), attrs.as_object().unwrap().clone())
 }
 
 fn cin(n: u32, con: &str) -> Resource {
@@ -58,6 +58,11 @@ pub(crate) async fn run(s: &dyn Store) {
     let ae = s.get_by_srn("cse-in/ae1").await.unwrap().unwrap();
     assert_eq!(ae.ri(), "Cae1");
     assert_eq!(ae.creator, "Cowner");
+    assert_eq!(ae.meta, None);
+    let mut with_meta = ae.clone();
+    with_meta.meta = Some(json!({"appId": "Nx", "credential": "ab12"}));
+    s.apply(Tx::one(Write::Update(with_meta))).await.unwrap();
+    assert_eq!(s.get("Cae1").await.unwrap().unwrap().meta, Some(json!({"appId": "Nx", "credential": "ab12"})));
     assert_eq!(ae.str_list("lbl"), vec!["a", "b"]);
 
     // Duplicates are refused and nothing is half-written.
