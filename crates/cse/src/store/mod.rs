@@ -8,6 +8,7 @@
 //! removal of whole subtrees. A write is acknowledged only once it is durable against a crash of the
 //! process.
 
+pub mod decisions;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
