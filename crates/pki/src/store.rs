@@ -100,7 +100,7 @@ impl PkiDir {
         if let Some((cert, key)) = read_pem_pair(&dir)? {
             return Ok((Root::from_pem(&cert, &key).map_err(|e| in_file(&dir, e))?, false));
         }
-        let root = Root::generate(&format!("{vendor} demo device root"))?;
+        let root = Root::generate(&format!("{vendor} device root"))?;
         write_pem_pair(&dir, root.cert_pem(), &root.key_pem())?;
         Ok((root, true))
     }
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(pki.vendors().unwrap(), Vec::<String>::new());
         let (a, created) = pki.ensure_root("acme").unwrap();
         assert!(created);
-        assert_eq!(a.subject(), "CN=acme demo device root");
+        assert_eq!(a.subject(), "CN=acme device root");
         let (again, created) = pki.ensure_root("acme").unwrap();
         assert!(!created);
         assert_eq!(again.fingerprint(), a.fingerprint());
