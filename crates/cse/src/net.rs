@@ -71,6 +71,33 @@ pub struct NetLimits {
     pub grace_period: Duration,
 }
 
+impl NetLimits {
+    /// Checks that every bound is usable: at least one connection and stream, and every duration
+    /// above zero (a zero timeout would close every connection at once). Configuration loaders call
+    /// this and report the error as a usage error.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err("max_concurrent_streams must be at least 1".into());
+        }
+        let durations = [
+            ("tls_handshake_timeout", Some(self.tls_handshake_timeout)),
+            ("header_read_timeout", Some(self.header_read_timeout)),
+            ("idle_timeout", Some(self.idle_timeout)),
+            ("keep_alive_interval", self.keep_alive_interval),
+            ("grace_period", Some(self.grace_period)),
+        ];
+        for (name, d) in durations {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for NetLimits {
     fn default() -> Self {
         Self {
@@ -128,6 +155,7 @@ pub async fn serve<S, B>(
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tracker = TaskTracker::new();
+    let transport = if shared.tls.is_some() { "tls" } else { "plain" };
     let mut warned_full: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
@@ -165,6 +193,7 @@ pub async fn serve<S, B>(
             },
         };
         let _ = stream.set_nodelay(true);
+        metrics::counter!("warden_net_connections_total", "transport" => transport).increment(1);
         tracker.spawn(connection(shared.clone(), stream, remote_addr, service.clone(), permit));
     }
     drop(listener);
@@ -224,10 +253,12 @@ async fn connection<S, B>(
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
+                handshake_outcome("failed");
                 return;
             }
             Err(_) => {
                 tracing::debug!(%remote_addr, "TLS handshake timed out");
+                handshake_outcome("timeout");
                 return;
             }
         },
@@ -240,12 +271,20 @@ async fn connection<S, B>(
                 // The chain verified during the handshake, but not against the map as it is now
                 // (it changed meanwhile, or the session was resumed): no connection.
                 tracing::debug!(%remote_addr, error = %e, "client certificate no longer trusted; closing");
+                handshake_outcome("untrusted");
                 return;
             }
         },
     };
+    handshake_outcome(if identity.is_some() { "client_certificate" } else { "anonymous" });
     let peer = Peer { remote_addr, transport: Transport::Tls, identity };
     drive(&shared, TokioIo::new(stream), service, peer).await
+}
+
+/// Counts a TLS handshake by outcome: `client_certificate`, `anonymous` (no client certificate),
+/// `failed` (refused or broken), `timeout`, `untrusted` (verified, but not against the current map).
+fn handshake_outcome(outcome: &'static str) {
+    metrics::counter!("warden_tls_handshakes_total", "outcome" => outcome).increment(1);
 }
 
 /// Serves HTTP on one connection until it ends, is idle too long, or the server shuts down.
@@ -260,6 +299,9 @@ where
 {
     let activity = Arc::new(Activity::new());
     let remote_addr = peer.remote_addr;
+    let open = metrics::gauge!("warden_net_connections_open");
+    open.increment(1.0);
+    let _open = Decrement(open);
     let service = ConnService { inner: service, peer, activity: activity.clone() };
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -289,6 +331,15 @@ where
                 }
             },
         }
+    }
+}
+
+/// Decrements a gauge when dropped, however the connection ends.
+struct Decrement(metrics::Gauge);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
@@ -389,9 +440,22 @@ mod tests {
     }
 
     #[test]
-    fn default_limits_are_bounded() {
-        let l = NetLimits::default();
-        assert!(l.max_connections > 0 && l.max_concurrent_streams > 0);
-        assert!(l.tls_handshake_timeout < l.header_read_timeout && l.header_read_timeout < l.idle_timeout);
+    fn limits_are_validated() {
+        assert_eq!(NetLimits::default().validate(), Ok(()));
+        assert_eq!(NetLimits { keep_alive_interval: None, ..NetLimits::default() }.validate(), Ok(()));
+        let zero = Duration::ZERO;
+        let bad = [
+            (NetLimits { max_connections: 0, ..NetLimits::default() }, "max_connections"),
+            (NetLimits { max_concurrent_streams: 0, ..NetLimits::default() }, "max_concurrent_streams"),
+            (NetLimits { tls_handshake_timeout: zero, ..NetLimits::default() }, "tls_handshake_timeout"),
+            (NetLimits { header_read_timeout: zero, ..NetLimits::default() }, "header_read_timeout"),
+            (NetLimits { idle_timeout: zero, ..NetLimits::default() }, "idle_timeout"),
+            (NetLimits { keep_alive_interval: Some(zero), ..NetLimits::default() }, "keep_alive_interval"),
+            (NetLimits { grace_period: zero, ..NetLimits::default() }, "grace_period"),
+        ];
+        for (limits, field) in bad {
+            let err = limits.validate().unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
     }
 }

@@ -15,9 +15,13 @@
 //! act (App-ID = `api`, AE-ID = originator, root among the profile's roots) is the admission code's
 //! decision, made per request from [`crate::net::Peer`].
 //!
-//! Not yet: certificate revocation lists, intermediate CAs sent by the client are supported by the
-//! chain check but not issued by the dev PKI, and rustls offers no CBC suites, so TS-0003's mandatory
-//! `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256` is replaced by the AEAD ECDHE-ECDSA suites.
+//! # Not yet
+//! - Certificate revocation lists (`WebPkiClientVerifier` takes them; they would travel with the
+//!   roots in the trust map).
+//! - rustls has no CBC suites, so TS-0003's mandatory `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256` is
+//!   replaced by the AEAD ECDHE-ECDSA suites (TLS 1.2) and TLS 1.3.
+//!
+//! Intermediate CAs that a client sends are used by the chain check; the dev PKI does not issue any.
 
 mod identity;
 mod trust;
