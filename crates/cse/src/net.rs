@@ -245,6 +245,8 @@ async fn connection<S, B>(
         let peer = Peer { remote_addr, transport: Transport::Plain, identity: None };
         return drive(&shared, TokioIo::new(stream), service, peer).await;
     };
+    // Read before the handshake, so that the identification can tell whether the map changed since.
+    let trust_before = tls.trust().version();
     let handshake = timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         biased;
@@ -263,18 +265,15 @@ async fn connection<S, B>(
             }
         },
     };
-    let identity = match stream.get_ref().1.peer_certificates() {
-        None | Some([]) => None,
-        Some(chain) => match tls.trust().identify(chain, UnixTime::now()) {
-            Ok(identity) => Some(Arc::new(identity)),
-            Err(e) => {
-                // The chain verified during the handshake, but not against the map as it is now
-                // (it changed meanwhile, or the session was resumed): no connection.
-                tracing::debug!(%remote_addr, error = %e, "client certificate no longer trusted; closing");
-                handshake_outcome("untrusted");
-                return;
-            }
-        },
+    let identity = match tls.trust().identify_connection(stream.get_ref().1, trust_before, UnixTime::now()) {
+        Ok(identity) => identity.map(Arc::new),
+        Err(e) => {
+            // The chain verified during the handshake, but not against the map as it is now (it
+            // changed meanwhile, or the session was resumed from an earlier one): no connection.
+            tracing::debug!(%remote_addr, error = %e, "client certificate no longer trusted; closing");
+            handshake_outcome("untrusted");
+            return;
+        }
     };
     handshake_outcome(if identity.is_some() { "client_certificate" } else { "anonymous" });
     let peer = Peer { remote_addr, transport: Transport::Tls, identity };

@@ -6,7 +6,7 @@
 //!   and delegates the chain check to a `WebPkiClientVerifier` built for them. It never advertises
 //!   CA names and never waits on the network.
 //! - [`PeerIdentity`]: the App-ID, AE-ID, credential fingerprint and root of a verified client,
-//!   computed once per connection after the handshake ([`TrustMap::identify`]).
+//!   computed once per connection after the handshake ([`TrustMap::identify_connection`]).
 //! - [`TlsConfig`]: the rustls server configuration (TLS 1.3 and 1.2, ALPN `h2` and `http/1.1`, client
 //!   certificates [`ClientAuth::Optional`] or [`ClientAuth::Required`]) together with its trust map.
 //!
@@ -35,7 +35,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use identity::{IdentityError, PeerIdentity};
-pub use trust::{MAX_PENDING_MISSES, TrustError, TrustMap};
+pub use trust::{MAX_PENDING_MISSES, TrustError, TrustMap, TrustVersion};
 
 /// Whether a TLS client must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -424,10 +424,74 @@ fn a_resumed_session_is_identified_against_the_current_map() {
     let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Full)));
 
-    // The App-ID's root is withdrawn; the client resumes its session, so the verifier is not asked.
-    f.trust.remove(&app(APP_A));
+    // The client resumes its session, so the verifier is not asked; the identification checks the
+    // chain against the map as it is now.
+    let before = f.trust.version();
     let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Resumed)));
-    let chain = s.peer_certificates().unwrap();
-    assert_eq!(f.trust.identify(chain, UnixTime::now()), Err(IdentityError::UnknownAppId(app(APP_A))));
+    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
+    assert!(f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().is_some());
+
+    // The App-ID's root is withdrawn, then the session is resumed again.
+    f.trust.remove(&app(APP_A));
+    let before = f.trust.version();
+    let (s, r) = connect(&cfg, &client);
+    assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Resumed)));
+    assert_eq!(f.trust.identify_connection(&s, before, UnixTime::now()), Err(IdentityError::UnknownAppId(app(APP_A))));
+}
+
+/// A time at which every certificate of these tests has expired: an identification that checks the
+/// chain fails at it, one that relies on the handshake's check does not.
+fn far_future() -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(4_000_000_000))
+}
+
+#[test]
+fn a_fresh_handshake_is_not_checked_twice_unless_the_map_changed() {
+    let f = fixture();
+    let (cfg, server) = server_config(&f.trust, ClientAuth::Required);
+    let dev =
+        f.root_a.issue_device(&DeviceSpec::new(app(APP_A)).ae_id(AeId::parse("//sp.example/Sx").unwrap())).unwrap();
+    let (client, _) = client_config(&server, Some(&dev), false);
+    let no_resumption = {
+        let mut c = (*client).clone();
+        c.resumption = rustls::client::Resumption::disabled();
+        Arc::new(c)
+    };
+
+    // Unchanged map, one root: the handshake's check stands.
+    let before = f.trust.version();
+    let (s, r) = connect(&cfg, &no_resumption);
+    assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Full)));
+    let id = f.trust.identify_connection(&s, before, far_future()).unwrap().unwrap();
+    assert_eq!(id, f.trust.identify(s.peer_certificates().unwrap(), UnixTime::now()).unwrap());
+    assert_eq!((id.root_sha256, id.cert_sha256), (f.root_a.fingerprint(), dev.fingerprint()));
+    assert_eq!(id.ae_id_uri.as_deref(), Some("//sp.example/Sx"));
+
+    // Any change of the map since the handshake began (even of another App-ID) means a second check.
+    let before = f.trust.version();
+    let (s, _) = connect(&cfg, &no_resumption);
+    f.trust.update_one(app(APP_B), vec![f.root_b.cert_der().clone()]).unwrap();
+    assert_ne!(f.trust.version(), before);
+    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
+    assert!(f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().is_some());
+
+    // Several roots: the check finds which one, so it always runs.
+    f.trust.update_one(app(APP_A), vec![f.root_b.cert_der().clone(), f.root_a.cert_der().clone()]).unwrap();
+    let before = f.trust.version();
+    let (s, _) = connect(&cfg, &no_resumption);
+    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
+    let id = f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().unwrap();
+    assert_eq!(id.root_sha256, f.root_a.fingerprint());
+}
+
+#[test]
+fn no_client_certificate_is_no_identity() {
+    let f = fixture();
+    let (cfg, server) = server_config(&f.trust, ClientAuth::Optional);
+    let (anonymous, _) = client_config(&server, None, false);
+    let before = f.trust.version();
+    let (s, r) = connect(&cfg, &anonymous);
+    assert_eq!(r, Ok(()));
+    assert_eq!(f.trust.identify_connection(&s, before, UnixTime::now()), Ok(None));
 }

@@ -3,21 +3,24 @@
 //!
 //! Readers (one per handshake) take a snapshot with a single atomic load (`ArcSwap`); writers build
 //! the new verifiers first, then swap in a new map under a mutex, so readers never see a half-built
-//! entry and writers never lose each other's updates. A write copies the map's index (one pointer per
+//! entry and writers never lose each other's updates. Every swap goes through `publish`, which also
+//! advances a version counter (odd while a swap is under way), so that a connection can tell whether
+//! the map changed since its handshake began ([`TrustMap::identify_connection`]). A write copies the map's index (one pointer per
 //! App-ID), which is fine for the thousands of App-IDs a CSE sees; the verifiers themselves are shared.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use arc_swap::ArcSwap;
 use onem2m::AppId;
 use parking_lot::Mutex;
 use pki::Fingerprint;
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::{HandshakeKind, RootCertStore, ServerConnection};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::sync::Notify;
 
@@ -47,6 +50,8 @@ pub struct TrustMap {
 struct Inner {
     provider: Arc<CryptoProvider>,
     entries: ArcSwap<HashMap<AppId, Arc<AppRoots>>>,
+    /// Even when no swap is under way; advanced twice by each one.
+    version: AtomicU64,
     writer: Mutex<()>,
     misses: Mutex<HashSet<AppId>>,
     miss_signal: Notify,
@@ -140,6 +145,7 @@ impl TrustMap {
             inner: Arc::new(Inner {
                 provider,
                 entries: ArcSwap::from_pointee(HashMap::new()),
+                version: AtomicU64::new(0),
                 writer: Mutex::new(()),
                 misses: Mutex::new(HashSet::new()),
                 miss_signal: Notify::new(),
@@ -165,7 +171,7 @@ impl TrustMap {
             built.insert(app_id, Arc::new(entry));
         }
         let _w = self.inner.writer.lock();
-        self.inner.entries.store(Arc::new(built));
+        self.publish(built);
         Ok(())
     }
 
@@ -175,7 +181,7 @@ impl TrustMap {
         let _w = self.inner.writer.lock();
         let mut map = HashMap::clone(&self.inner.entries.load());
         map.insert(app_id, entry);
-        self.inner.entries.store(Arc::new(map));
+        self.publish(map);
         Ok(())
     }
 
@@ -188,8 +194,22 @@ impl TrustMap {
         }
         let mut map = HashMap::clone(&current);
         map.remove(app_id);
-        self.inner.entries.store(Arc::new(map));
+        self.publish(map);
         true
+    }
+
+    /// Swaps in `map`. The caller holds the writer lock. The version is odd while the swap is under
+    /// way, so a reader that sees the same even version before and after its reads knows that no
+    /// swap happened in between.
+    fn publish(&self, map: HashMap<AppId, Arc<AppRoots>>) {
+        self.inner.version.fetch_add(1, Ordering::SeqCst);
+        self.inner.entries.store(Arc::new(map));
+        self.inner.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The map's version, to pass to [`TrustMap::identify_connection`]: read it before the handshake.
+    pub fn version(&self) -> TrustVersion {
+        TrustVersion(self.inner.version.load(Ordering::SeqCst))
     }
 
     pub fn contains(&self, app_id: &AppId) -> bool {
@@ -253,12 +273,50 @@ impl TrustMap {
     /// checking the chain again at `now`. The second check is what makes resumed sessions safe: a
     /// session resumed after its root was removed, or after its certificate expired, gets no identity.
     pub fn identify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<PeerIdentity, IdentityError> {
+        self.identify_chain(chain, now, None)
+    }
+
+    /// Identifies the client of a finished handshake, as [`TrustMap::identify`] does, but without
+    /// checking the chain a second time when that check would only repeat the handshake's: the
+    /// handshake was a full one (not resumed), the App-ID has a single root, and the map has not
+    /// changed since `before` (read before the handshake began), so the verifier checked this chain
+    /// against exactly these roots moments ago. `Ok(None)`: the client sent no certificate.
+    pub fn identify_connection(
+        &self,
+        conn: &ServerConnection,
+        before: TrustVersion,
+        now: UnixTime,
+    ) -> Result<Option<PeerIdentity>, IdentityError> {
+        let Some(chain) = conn.peer_certificates().filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let full =
+            matches!(conn.handshake_kind(), Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest));
+        self.identify_chain(chain, now, full.then_some(before)).map(Some)
+    }
+
+    /// `verified_since`: the chain passed the verifier after the map had this version.
+    fn identify_chain(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+        verified_since: Option<TrustVersion>,
+    ) -> Result<PeerIdentity, IdentityError> {
         let (leaf, intermediates) = chain.split_first().ok_or(IdentityError::NoCertificate)?;
         let claims = pki::san::claims(leaf)?;
         let entries = self.inner.entries.load();
         let entry = entries.get(&claims.app_id).ok_or_else(|| IdentityError::UnknownAppId(claims.app_id.clone()))?;
-        let root =
-            entry.root_of(leaf, intermediates, now).ok_or_else(|| IdentityError::NotTrusted(claims.app_id.clone()))?;
+        // Orders the map read above before the version read below: an unchanged, even version means
+        // no swap happened between the handshake's verification and this read.
+        fence(Ordering::SeqCst);
+        let unchanged =
+            verified_since.is_some_and(|v| v.0 % 2 == 0 && self.inner.version.load(Ordering::SeqCst) == v.0);
+        let root = match entry.each.as_slice() {
+            [(only, _)] if unchanged => *only,
+            _ => entry
+                .root_of(leaf, intermediates, now)
+                .ok_or_else(|| IdentityError::NotTrusted(claims.app_id.clone()))?,
+        };
         Ok(PeerIdentity {
             app_id: claims.app_id,
             ae_id_uri: claims.ae_id_uri,
@@ -268,6 +326,10 @@ impl TrustMap {
         })
     }
 }
+
+/// A point in the trust map's history ([`TrustMap::version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustVersion(u64);
 
 impl Default for TrustMap {
     fn default() -> Self {
