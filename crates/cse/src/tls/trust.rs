@@ -5,8 +5,11 @@
 //! the new verifiers first, then swap in a new map under a mutex, so readers never see a half-built
 //! entry and writers never lose each other's updates. Every swap goes through `publish`, which also
 //! advances a version counter (odd while a swap is under way), so that a connection can tell whether
-//! the map changed since its handshake began ([`TrustMap::identify_connection`]). A write copies the map's index (one pointer per
-//! App-ID), which is fine for the thousands of App-IDs a CSE sees; the verifiers themselves are shared.
+//! the map changed since its handshake began ([`TrustMap::identify_connection`]).
+//!
+//! A write copies the map's index (two pointers per App-ID; keys and verifiers are shared), which is
+//! fine for the thousands of App-IDs a CSE sees. Load many App-IDs with one `set`, not one
+//! `update_one` each.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -49,7 +52,8 @@ pub struct TrustMap {
 
 struct Inner {
     provider: Arc<CryptoProvider>,
-    entries: ArcSwap<HashMap<AppId, Arc<AppRoots>>>,
+    /// Keys are shared so that copying the index for a write does not copy the App-IDs.
+    entries: ArcSwap<HashMap<Arc<AppId>, Arc<AppRoots>>>,
     /// Even when no swap is under way; advanced twice by each one.
     version: AtomicU64,
     writer: Mutex<()>,
@@ -168,7 +172,7 @@ impl TrustMap {
         let mut built = HashMap::with_capacity(roots.len());
         for (app_id, certs) in roots {
             let entry = AppRoots::build(&app_id, certs, &self.inner.provider)?;
-            built.insert(app_id, Arc::new(entry));
+            built.insert(Arc::new(app_id), Arc::new(entry));
         }
         let _w = self.inner.writer.lock();
         self.publish(built);
@@ -180,7 +184,7 @@ impl TrustMap {
         let entry = Arc::new(AppRoots::build(&app_id, roots, &self.inner.provider)?);
         let _w = self.inner.writer.lock();
         let mut map = HashMap::clone(&self.inner.entries.load());
-        map.insert(app_id, entry);
+        map.insert(Arc::new(app_id), entry);
         self.publish(map);
         Ok(())
     }
@@ -201,7 +205,7 @@ impl TrustMap {
     /// Swaps in `map`. The caller holds the writer lock. The version is odd while the swap is under
     /// way, so a reader that sees the same even version before and after its reads knows that no
     /// swap happened in between.
-    fn publish(&self, map: HashMap<AppId, Arc<AppRoots>>) {
+    fn publish(&self, map: HashMap<Arc<AppId>, Arc<AppRoots>>) {
         self.inner.version.fetch_add(1, Ordering::SeqCst);
         self.inner.entries.store(Arc::new(map));
         self.inner.version.fetch_add(1, Ordering::SeqCst);
