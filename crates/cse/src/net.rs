@@ -153,7 +153,7 @@ pub async fn serve<S, B>(
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     });
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
     let tracker = TaskTracker::new();
     let transport = if shared.tls.is_some() { "tls" } else { "plain" };
     let mut warned_full: Option<Instant> = None;
