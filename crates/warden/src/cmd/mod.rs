@@ -8,3 +8,4 @@ pub(crate) mod device;
 pub(crate) mod pki;
 pub(crate) mod registry;
 pub(crate) mod up;
+pub(crate) mod util;
