@@ -1,62 +1,127 @@
-//! Wiring: the store, the notification engine, the core and its background tasks, ready to be served
-//! by the HTTP listener(s).
+//! Wiring: the store, the notification engine, admission and the core, with their background tasks,
+//! ready to be served by the HTTP and HTTPS listeners.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use appid::KeySet;
+use registry::client::RegistryClient;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
+use crate::admission::policy::{Mode, OnRevoke, Policy};
+use crate::admission::profiles::{Profiles, ProfilesConfig};
 use crate::config::CseConfig;
 use crate::core::{Clock, Cse, Notifier, SystemClock};
 use crate::http::HttpConfig;
+use crate::store::decisions::DecisionLog;
 use crate::store::sqlite::Durability;
 use crate::store::{SqliteStore, Store};
+use crate::tls::TrustMap;
+
+/// Admission, when it is on: the policy, and how to reach and trust the registry.
+#[derive(Clone)]
+pub struct AdmissionConfig {
+    pub policy: Policy,
+    pub registry: RegistryClient,
+    /// The registry's public keys: every answer must verify with one of them.
+    pub keys: KeySet,
+}
 
 /// Everything needed to build a CSE service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceConfig {
     pub cse: CseConfig,
     pub http: HttpConfig,
     pub data_dir: PathBuf,
     pub durability: Durability,
+    pub admission: Option<AdmissionConfig>,
 }
 
-/// A running CSE: the core plus its background tasks (the expiry sweeper). Dropping it does not
-/// stop the tasks; call [`Service::shutdown`].
+/// A running CSE: the core plus its background tasks (the expiry sweeper, and with admission the
+/// change-feed follower and the trust-map refresher). Stop it with [`Service::shutdown`].
 pub struct Service {
     pub cse: Arc<Cse>,
     pub http: HttpConfig,
+    /// The roots the HTTPS listener trusts, per App-ID; kept current from the registry.
+    pub trust: TrustMap,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Service {
-    /// Opens the store in `data_dir`, creates the CSEBase if needed, and starts the sweeper.
+    /// Opens the stores in `data_dir`, creates the CSEBase if needed, and starts the background
+    /// tasks.
     pub async fn start(cfg: ServiceConfig, notifier: Arc<dyn Notifier>) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir, cfg.durability)?);
-        Self::start_with(cfg.cse, cfg.http, store, notifier, Arc::new(SystemClock)).await
+        Self::start_with(cfg, store, notifier, Arc::new(SystemClock)).await
     }
 
     /// The same, on a given store and clock.
     pub async fn start_with(
-        cse: CseConfig,
-        http: HttpConfig,
+        cfg: ServiceConfig,
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let cse =
-            Cse::start(cse, store, notifier, clock).await.map_err(|e| anyhow::anyhow!("cannot start the CSE: {e}"))?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let trust = TrustMap::new();
+        let (admission, revoked) = match cfg.admission.filter(|a| a.policy.admission.mode != Mode::Off) {
+            None => (None, None),
+            Some(ac) => {
+                let pcfg = ProfilesConfig {
+                    ttl: ac.policy.cache_ttl(),
+                    max_stale: Duration::from_secs(ac.policy.admission.max_stale_seconds),
+                    lookup_timeout: Duration::from_millis(ac.policy.admission.lookup_timeout_ms),
+                };
+                let profiles = Profiles::new(ac.registry, ac.keys, pcfg, Some(trust.clone()));
+                let log = DecisionLog::open(&cfg.data_dir)?;
+                // Revocations reach the CSE through this queue when the policy deletes AEs.
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                if ac.policy.admission.on_revoke == OnRevoke::Delete {
+                    profiles.on_block(move |app_id| {
+                        if tx.try_send(app_id).is_err() {
+                            tracing::warn!("revocation queue full; AEs of a revoked App-ID stay blocked, not deleted");
+                        }
+                    });
+                }
+                tasks.spawn(profiles.clone().follow(cancel.clone()));
+                tasks.spawn(profiles.clone().serve_trust_misses(cancel.clone()));
+                (Some(Admission::new(ac.policy, profiles, log, cfg.cse.admin.clone())), Some(rx))
+            }
+        };
+        let cse = Cse::start(cfg.cse, store, notifier, clock, admission)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the CSE: {e}"))?;
         tasks.spawn(sweeper(cse.clone(), cancel.clone()));
-        Ok(Self { cse, http, cancel, tasks })
+        if let Some(mut rx) = revoked {
+            let (cse, cancel) = (cse.clone(), cancel.clone());
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        id = rx.recv() => match id {
+                            Some(app_id) => cse.remove_aes_of(&app_id).await,
+                            None => return,
+                        },
+                    }
+                }
+            });
+        }
+        Ok(Self { cse, http: cfg.http, trust, cancel, tasks })
     }
 
     /// The HTTP router of this CSE.
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.cse.clone(), self.http.clone())
+    }
+
+    /// A token that is cancelled when the service shuts down (for the listeners).
+    pub fn cancelled(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// Stops the background tasks and waits for them.

@@ -216,7 +216,16 @@ impl Admission {
         }
     }
 
-    fn decision(&self, reg: &Registration<'_>, version: Option<u64>, outcome: &str, rsc: Rsc, reason: &str, rule: Option<String>, message: String) -> Decision {
+    fn decision(
+        &self,
+        reg: &Registration<'_>,
+        version: Option<u64>,
+        outcome: &str,
+        rsc: Rsc,
+        reason: &str,
+        rule: Option<String>,
+        message: String,
+    ) -> Decision {
         Decision {
             seq: 0,
             at: reg.now.to_string(),
@@ -248,12 +257,23 @@ impl Admission {
         match verdict {
             Ok(reason) => Ok(grant(reason, "admitted".into())),
             Err(rej) => {
-                let d = self.decision(reg, version, "rejected", rej.rsc, rej.reason.as_str(), rej.rule.clone(), rej.message.clone());
+                let d = self.decision(
+                    reg,
+                    version,
+                    "rejected",
+                    rej.rsc,
+                    rej.reason.as_str(),
+                    rej.rule.clone(),
+                    rej.message.clone(),
+                );
                 self.record(d).await;
                 if self.enforcing() {
                     Err(refused(&rej))
                 } else {
-                    Ok(grant("audit_admitted", format!("admitted in audit mode; enforcing would reject: {}", rej.message)))
+                    Ok(grant(
+                        "audit_admitted",
+                        format!("admitted in audit mode; enforcing would reject: {}", rej.message),
+                    ))
                 }
             }
         }
@@ -268,7 +288,11 @@ impl Admission {
                 let rej = Rejection::new(
                     Rsc::OriginatorNotAuthenticated,
                     Reason::ClaimMismatch,
-                    format!("the certificate is for App-ID {}, not {}", sa.app_id.as_deref().unwrap_or_default(), reg.app_id),
+                    format!(
+                        "the certificate is for App-ID {}, not {}",
+                        sa.app_id.as_deref().unwrap_or_default(),
+                        reg.app_id
+                    ),
                 );
                 return (None, Err(rej));
             }
@@ -288,19 +312,26 @@ impl Admission {
                 Unregistered::Admit => (None, Ok("unregistered_admitted")),
                 Unregistered::Reject => (
                     None,
-                    Err(Rejection::new(Refused, Reason::Unregistered, format!("the non-registered App-ID {} is not admitted", reg.app_id))),
+                    Err(Rejection::new(
+                        Refused,
+                        Reason::Unregistered,
+                        format!("the non-registered App-ID {} is not admitted", reg.app_id),
+                    )),
                 ),
             };
         }
         let (answer, stale) = match self.profiles.lookup(reg.app_id).await {
             Lookup::Fresh(a) => (a, false),
             Lookup::Stale(a) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
-            Lookup::Stale(_) => return self.unreachable(reg, Reason::RegistryUnreachable, "the registry cannot be reached"),
+            Lookup::Stale(_) => {
+                return self.unreachable(reg, Reason::RegistryUnreachable, "the registry cannot be reached");
+            }
             Lookup::Unreachable(m) => return self.unreachable(reg, Reason::RegistryUnreachable, &m),
             Lookup::Untrusted(m) => return self.unreachable(reg, Reason::BadSignature, &m),
         };
         let Some(record) = answer.record.clone() else {
-            let rej = Rejection::new(Refused, Reason::UnknownAppId, format!("the App-ID {} is not registered", reg.app_id));
+            let rej =
+                Rejection::new(Refused, Reason::UnknownAppId, format!("the App-ID {} is not registered", reg.app_id));
             return (Some(answer), Err(rej));
         };
         let ev = Evidence {
@@ -330,7 +361,10 @@ impl Admission {
             Err(Rejection::new(
                 Rsc::RemoteEntityNotReachable,
                 reason,
-                format!("the App-ID registry {what} about {} ({detail}) and no valid cached profile exists", reg.app_id),
+                format!(
+                    "the App-ID registry {what} about {} ({detail}) and no valid cached profile exists",
+                    reg.app_id
+                ),
             )),
         )
     }
@@ -340,10 +374,25 @@ impl Admission {
         let version = grant.record().map(|r| r.version);
         let d = self.decision(reg, version, "admitted", Rsc::Created, grant.reason, None, grant.message.clone());
         self.record(d).await;
-        self.activate(reg.stem, grant.app_id.clone(), grant.credential.clone(), grant.answer.clone(), acp.map(str::to_owned), grant.enforced);
+        self.activate(
+            reg.stem,
+            grant.app_id.clone(),
+            grant.credential.clone(),
+            grant.answer.clone(),
+            acp.map(str::to_owned),
+            grant.enforced,
+        );
     }
 
-    fn activate(&self, stem: &str, app_id: AppId, credential: Option<String>, answer: Option<Arc<Answer>>, acp: Option<String>, enforced: bool) {
+    fn activate(
+        &self,
+        stem: &str,
+        app_id: AppId,
+        credential: Option<String>,
+        answer: Option<Arc<Answer>>,
+        acp: Option<String>,
+        enforced: bool,
+    ) {
         let record = answer.and_then(|a| a.record.clone());
         let limiter = record
             .as_ref()
@@ -360,13 +409,18 @@ impl Admission {
     /// signature is checked again, offline.
     pub fn restore(&self, ae: &Resource) {
         let Some(meta) = ae.meta.as_ref().and_then(|m| m.get("admission")) else { return };
-        let Some(app_id) = meta.get("appId").and_then(Value::as_str).and_then(|a| AppId::parse_for_release(a, onem2m::ReleaseVersion::V3).ok()) else {
+        let Some(app_id) = meta
+            .get("appId")
+            .and_then(Value::as_str)
+            .and_then(|a| AppId::parse_for_release(a, onem2m::ReleaseVersion::V3).ok())
+        else {
             return;
         };
         let credential = meta.get("credential").and_then(Value::as_str).map(str::to_owned);
         let acp = meta.get("acp").and_then(Value::as_str).map(str::to_owned);
         let enforced = meta.get("enforced").and_then(Value::as_bool).unwrap_or(true);
-        let answer = match (meta.get("profile").and_then(Value::as_str), meta.get("signature").and_then(Value::as_str)) {
+        let answer = match (meta.get("profile").and_then(Value::as_str), meta.get("signature").and_then(Value::as_str))
+        {
             (Some(body), Some(sig)) => match self.profiles.adopt(Bytes::from(body.to_owned()), sig.to_owned()) {
                 Ok(a) => Some(a),
                 Err(e) => {
@@ -395,7 +449,13 @@ impl Admission {
 
     /// Checks a request of originator `orig` (DESIGN.md §7, after admission): the credential it is
     /// bound to, the App-ID's status, and the limits of its communications class.
-    pub fn check(&self, orig: &str, sa: Option<&SecurityAssociation>, binding: &str, payload_len: usize) -> Result<(), Error> {
+    pub fn check(
+        &self,
+        orig: &str,
+        sa: Option<&SecurityAssociation>,
+        binding: &str,
+        payload_len: usize,
+    ) -> Result<(), Error> {
         // A credential bound to one AE speaks only for that AE.
         if let Some(sa) = sa
             && let Some(bound) = self.credentials.read().get(&sa.credential_id)
@@ -480,7 +540,13 @@ impl Admission {
 
     /// The data-model check of a contentInstance in container `container_rn` of the admitted AE
     /// `owner` (4102 when it does not match).
-    pub fn check_content(&self, owner: &str, container_rn: &str, cnf: Option<&str>, con: Option<&Value>) -> Result<(), Error> {
+    pub fn check_content(
+        &self,
+        owner: &str,
+        container_rn: &str,
+        cnf: Option<&str>,
+        con: Option<&Value>,
+    ) -> Result<(), Error> {
         let Some(state) = self.aes.read().get(owner).cloned() else { return Ok(()) };
         let Some(record) = state.record.as_ref() else { return Ok(()) };
         let Some(model) = record.data_model.containers.iter().find(|c| c.name == container_rn) else { return Ok(()) };
@@ -491,7 +557,10 @@ impl Admission {
         if let Some(want) = &model.content_info
             && cnf != Some(want.as_str())
         {
-            return fail(format!("the container {container_rn} takes content of type {want}, not {}", cnf.unwrap_or("(none)")));
+            return fail(format!(
+                "the container {container_rn} takes content of type {want}, not {}",
+                cnf.unwrap_or("(none)")
+            ));
         }
         let Some(schema) = &model.schema else { return Ok(()) };
         let media = cnf.or(model.content_info.as_deref()).unwrap_or_default();

@@ -230,8 +230,13 @@ impl Profiles {
         if let Some(trust) = &self.trust {
             match answer.record.as_deref() {
                 Some(r) if r.authentication.method == AuthMethod::X509 && r.status == Status::Active => {
-                    let roots: Vec<CertificateDer<'static>> =
-                        r.authentication.roots.iter().filter_map(|root| root.der().ok()).map(CertificateDer::from).collect();
+                    let roots: Vec<CertificateDer<'static>> = r
+                        .authentication
+                        .roots
+                        .iter()
+                        .filter_map(|root| root.der().ok())
+                        .map(CertificateDer::from)
+                        .collect();
                     if let Err(e) = trust.update_one(app_id.clone(), roots) {
                         tracing::warn!(app_id = %app_id, error = %e, "cannot trust the App-ID's roots");
                     }

@@ -107,10 +107,12 @@ impl Cse {
             ));
         }
 
-        let (res, instance) = if ty == ResourceType::Ae {
+        if ty == ResourceType::Ae {
             // The parent's ACP is not checked for an AE registration; the registration rules are.
-            (self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?, false)
-        } else {
+            let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
+            return self.register_ae(req, rcn, &parent, new, &requested, ctx, now).await;
+        }
+        let (res, instance) = {
             self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
             let ri = match ty {
                 ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
@@ -125,12 +127,7 @@ impl Cse {
             self.verify_subscription(&res, orig).await?;
         }
         let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
-        self.store.apply(Tx::one(write)).await.map_err(|e| match (e, ty) {
-            (StoreError::DuplicateRi(_), ResourceType::Ae) => {
-                Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
-            }
-            (e, _) => store_error(e),
-        })?;
+        self.store.apply(Tx::one(write)).await.map_err(store_error)?;
         if ty == ResourceType::Subscription {
             self.cache.forget_subs(parent.ri());
         }
@@ -139,6 +136,47 @@ impl Cse {
         let mut resp = Response::new(Rsc::Created, &req.rqi);
         resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
         resp.pc = result_content(&res, rcn, req.drt, Some(&requested));
+        Ok(resp)
+    }
+
+    /// Stores a new AE (with its privacy policy, in one transaction) and starts what admission
+    /// granted it.
+    #[allow(clippy::too_many_arguments)]
+    async fn register_ae(
+        &self,
+        req: &Request,
+        rcn: ResultContent,
+        parent: &Resource,
+        new: super::types::NewAe,
+        requested: &Map<String, Value>,
+        ctx: &Ctx,
+        now: Timestamp,
+    ) -> Result<Response, Error> {
+        let super::types::NewAe { res, acp, grant, app_id } = new;
+        let mut tx = Tx::one(Write::Create(res.clone()));
+        if let Some(acp) = &acp {
+            tx.writes.push(Write::Create(acp.clone()));
+        }
+        self.store.apply(tx).await.map_err(|e| match e {
+            StoreError::DuplicateRi(_) => {
+                Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
+            }
+            e => store_error(e),
+        })?;
+        if let (Some(a), Some(g)) = (&self.admission, &grant) {
+            let reg = crate::admission::Registration {
+                stem: res.ri(),
+                app_id: &app_id,
+                sa: ctx.sa.as_ref(),
+                binding: ctx.binding.name(),
+                now,
+            };
+            a.admitted(&reg, g, acp.as_ref().map(Resource::ri)).await;
+        }
+        self.emit(parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+        let mut resp = Response::new(Rsc::Created, &req.rqi);
+        resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
+        resp.pc = result_content(&res, rcn, req.drt, Some(requested));
         Ok(resp)
     }
 

@@ -74,6 +74,11 @@ impl Cse {
         for sub in &out.removed_subscriptions {
             self.cache.forget_subs(sub.pi());
         }
+        if let Some(a) = &self.admission {
+            for ae in &out.removed_aes {
+                a.forget(ae);
+            }
+        }
         self.cache.forget_subs(res.ri());
         self.emit_to(&own_subs, NotificationEventType::DeleteOfResource, res, None).await;
         if let Ok(Some(parent)) = self.store.get(res.pi()).await {

@@ -27,6 +27,7 @@ use onem2m::{Error, Operation, Originator, ReleaseVersion, Request, Response, Re
 use parking_lot::RwLock;
 use serde_json::Value;
 
+use crate::admission::Admission;
 use crate::config::CseConfig;
 use crate::resource::Resource;
 use crate::store::{Store, StoreError};
@@ -141,6 +142,7 @@ pub struct Cse {
     pub(crate) cache: AccessCache,
     pub(crate) tunables: RwLock<Tunables>,
     pub(crate) started: RwLock<Timestamp>,
+    pub(crate) admission: Option<Arc<Admission>>,
 }
 
 /// A request's originator after normalisation: AE-IDs of this CSE become their stem.
@@ -158,6 +160,7 @@ impl Cse {
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
+        admission: Option<Arc<Admission>>,
     ) -> Result<Arc<Self>, Error> {
         let tunables = Tunables {
             default_expiration: cfg.default_expiration,
@@ -173,9 +176,48 @@ impl Cse {
             cache: AccessCache::default(),
             tunables: RwLock::new(tunables),
             started: RwLock::new(now),
+            admission,
         });
         cse.bootstrap().await?;
+        cse.restore_admissions().await?;
         Ok(cse)
+    }
+
+    /// The admission engine, when admission is on.
+    pub fn admission(&self) -> Option<&Arc<Admission>> {
+        self.admission.as_ref()
+    }
+
+    /// Gives the admission engine the AEs it admitted before a restart.
+    async fn restore_admissions(&self) -> Result<(), Error> {
+        let Some(a) = &self.admission else { return Ok(()) };
+        let q = crate::store::DiscoveryQuery {
+            root_srn: self.cfg.cse_name.to_string(),
+            max_level: Some(1),
+            types: vec![onem2m::ResourceType::Ae.num()],
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        for ae in self.store.discover(&q).await.map_err(store_error)? {
+            a.restore(&ae);
+        }
+        Ok(())
+    }
+
+    /// Deletes every AE admitted under `app_id` (when the policy deletes revoked AEs).
+    pub async fn remove_aes_of(&self, app_id: &onem2m::AppId) {
+        let Some(a) = &self.admission else { return };
+        for stem in a.aes_of(app_id) {
+            match self.store.get(&stem).await {
+                Ok(Some(ae)) => {
+                    if let Err(e) = self.remove(&ae).await {
+                        tracing::warn!(ae = %stem, error = %e, "cannot delete the AE of a revoked App-ID");
+                    }
+                }
+                Ok(None) => a.forget(&stem),
+                Err(e) => tracing::warn!(ae = %stem, error = %e, "cannot read the AE of a revoked App-ID"),
+            }
+        }
     }
 
     pub fn config(&self) -> &CseConfig {
@@ -235,6 +277,22 @@ impl Cse {
             ));
         }
         let orig = self.originator(&req)?;
+        if let Some(a) = &self.admission {
+            if a.mode() == crate::admission::policy::Mode::Enforce
+                && matches!(orig.kind, Originator::Cse { .. })
+                && ctx.sa.is_none()
+                && ctx.binding != Binding::Internal
+            {
+                return Err(Error::new(
+                    Rsc::SecurityAssociationRequired,
+                    "a CSE-ID originator needs a security association",
+                ));
+            }
+            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
+            if !registering && ctx.binding != Binding::Internal {
+                a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len)?;
+            }
+        }
         let deadline = self.tunables.read().request_expiration;
         let work = async {
             match req.op {

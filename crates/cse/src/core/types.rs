@@ -10,8 +10,17 @@ use serde_json::{Map, Value, json};
 
 use super::access::validate_privileges;
 use super::{Cse, Ctx, NotifyTarget, Orig, Target, ids, store_error};
+use crate::admission::Registration;
 use crate::resource::Resource;
 use crate::store::{Tx, Write};
+
+/// A prepared AE registration: the AE, the privacy policy created with it, and the grant.
+pub(crate) struct NewAe {
+    pub(crate) res: Resource,
+    pub(crate) acp: Option<Resource>,
+    pub(crate) grant: Option<crate::admission::Grant>,
+    pub(crate) app_id: AppId,
+}
 
 /// The resource ID of the CSEBase's default access control policy.
 pub(crate) const DEFAULT_ACP_RI: &str = "acpCSEBase";
@@ -160,15 +169,52 @@ impl Cse {
         attrs: Map<String, Value>,
         rv: ReleaseVersion,
         orig: &Orig,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         now: Timestamp,
-    ) -> Result<Resource, Error> {
+    ) -> Result<NewAe, Error> {
+        // An AE-ID in the client certificate names the stem; the originator must agree with it.
+        let cert_stem = match ctx.sa.as_ref().and_then(|sa| sa.ae_id.as_deref()) {
+            Some(uri) => match onem2m::AeId::parse(uri).ok().and_then(|ae| self.local_ae_stem(&ae)) {
+                Some(s) => Some(s),
+                None => {
+                    return Err(Error::new(
+                        Rsc::OriginatorNotAuthenticated,
+                        format!("the certificate's AE-ID {uri} is not an AE-ID of this CSE"),
+                    ));
+                }
+            },
+            None => None,
+        };
         let stem = match &orig.kind {
+            Originator::Empty | Originator::NewC | Originator::NewS if cert_stem.is_some() => {
+                let s = cert_stem.clone().unwrap_or_default();
+                let wanted = match orig.kind {
+                    Originator::NewC => Some('C'),
+                    Originator::NewS => Some('S'),
+                    _ => None,
+                };
+                if wanted.is_some_and(|k| !s.starts_with(k)) {
+                    return Err(Error::new(
+                        Rsc::OriginatorNotAuthenticated,
+                        "the certificate's AE-ID is of the other kind",
+                    ));
+                }
+                s
+            }
             Originator::Empty | Originator::NewC => ids::new_stem('C'),
             Originator::NewS => ids::new_stem('S'),
-            Originator::Ae(ae) => self.local_ae_stem(ae).ok_or_else(|| {
-                Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE")
-            })?,
+            Originator::Ae(ae) => {
+                let s = self.local_ae_stem(ae).ok_or_else(|| {
+                    Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE")
+                })?;
+                if cert_stem.as_ref().is_some_and(|c| c != &s) {
+                    return Err(Error::new(
+                        Rsc::OriginatorNotAuthenticated,
+                        "the originator is not the AE-ID in the client certificate",
+                    ));
+                }
+                s
+            }
             Originator::Cse { .. } => {
                 return Err(Error::new(
                     Rsc::SecurityAssociationRequired,
@@ -177,7 +223,7 @@ impl Cse {
             }
         };
         let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default();
-        AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
+        let app_id = AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
         check_release_list("srv", attrs.get("srv"))?;
         check_serializations(attrs.get("csz"))?;
         check_poa(attrs.get("poa"))?;
@@ -187,9 +233,54 @@ impl Cse {
                 format!("the AE {stem} is registered already"),
             ));
         }
+        let grant = match &self.admission {
+            Some(a) => {
+                let reg = Registration {
+                    stem: &stem,
+                    app_id: &app_id,
+                    sa: ctx.sa.as_ref(),
+                    binding: ctx.binding.name(),
+                    now,
+                };
+                Some(a.decide(&reg).await?)
+            }
+            None => None,
+        };
         let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await?;
-        res.attrs.insert("aei".into(), Value::String(stem));
-        Ok(res)
+        res.attrs.insert("aei".into(), Value::String(stem.clone()));
+        // The privacy policy of an admitted AE is created with it and governs its resources.
+        let mut acp = None;
+        if let Some(g) = &grant
+            && let Some(rules) = g.privacy_acp(&stem, &self.cfg.admin)
+        {
+            let ts = Value::String(now.to_string());
+            let ri = ids::new_ri(ResourceType::AccessControlPolicy);
+            let mut attrs = rules.as_object().cloned().unwrap_or_default();
+            for (k, v) in [
+                ("ri", json!(ri)),
+                ("rn", json!("acpPrivacy")),
+                ("pi", json!(stem)),
+                ("ty", json!(ResourceType::AccessControlPolicy.num())),
+                ("ct", ts.clone()),
+                ("lt", ts),
+                ("et", res.attrs.get("et").cloned().unwrap_or(Value::Null)),
+            ] {
+                attrs.insert(k.into(), v);
+            }
+            let mut acpi: Vec<Value> = res.get("acpi").and_then(Value::as_array).cloned().unwrap_or_default();
+            acpi.push(json!(ri));
+            res.attrs.insert("acpi".into(), Value::Array(acpi));
+            acp = Some(Resource::new(
+                ResourceType::AccessControlPolicy,
+                format!("{}/acpPrivacy", res.srn),
+                stem.clone(),
+                attrs,
+            ));
+        }
+        if let Some(g) = &grant {
+            res.meta = Some(g.meta(acp.as_ref().map(Resource::ri)));
+        }
+        Ok(NewAe { res, acp, grant, app_id })
     }
 
     /// The resource ID of a remoteCSE: the registering CSE's ID without its slash.
@@ -213,6 +304,7 @@ impl Cse {
                 for k in ["cni", "cbs", "st"] {
                     res.attrs.insert(k.into(), json!(0));
                 }
+                self.apply_container_limits(res).await?;
             }
             ResourceType::ContentInstance => {
                 let cs = content_size(res.get("con"));
@@ -226,6 +318,9 @@ impl Cse {
                         Rsc::NotAcceptable,
                         format!("the content ({cs} bytes) is larger than the container's mbs ({mbs})"),
                     ));
+                }
+                if let Some(a) = &self.admission {
+                    a.check_content(parent.pi(), parent.rn(), res.get_str("cnf"), res.get("con"))?;
                 }
                 res.attrs.insert("cs".into(), json!(cs));
                 res.attrs.insert("st".into(), json!(0));
@@ -265,6 +360,36 @@ impl Cse {
         Ok(())
     }
 
+    /// The AE a resource belongs to: the one at the top of its structured name, if any.
+    pub(crate) async fn owner_ae(&self, srn: &str) -> Result<Option<String>, Error> {
+        let mut parts = srn.splitn(3, '/');
+        let (Some(cb), Some(top)) = (parts.next(), parts.next()) else { return Ok(None) };
+        match self.store.get_by_srn(&format!("{cb}/{top}")).await.map_err(store_error)? {
+            Some(r) if r.ty == ResourceType::Ae => Ok(Some(r.ri().to_owned())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The quotas and privacy policy of an admitted AE, on one of its containers: `mni`, `mbs` and
+    /// `mia` at most the AE's, and the privacy policy when no `acpi` is given.
+    async fn apply_container_limits(&self, res: &mut Resource) -> Result<(), Error> {
+        let Some(a) = &self.admission else { return Ok(()) };
+        let Some(owner) = self.owner_ae(&res.srn).await? else { return Ok(()) };
+        let Some(limits) = a.container_limits(&owner) else { return Ok(()) };
+        for (name, cap) in [("mni", limits.mni), ("mbs", limits.mbs), ("mia", limits.mia)] {
+            if let Some(cap) = cap {
+                let v = res.get_u64(name).map_or(cap, |v| v.min(cap));
+                res.attrs.insert(name.into(), json!(v));
+            }
+        }
+        if let Some(acp) = limits.acp
+            && res.str_list("acpi").is_empty()
+        {
+            res.attrs.insert("acpi".into(), json!([acp]));
+        }
+        Ok(())
+    }
+
     /// Rules an UPDATE must keep, per type, checked on the merged attributes.
     pub(crate) async fn check_update(&self, res: &mut Resource, changed: &Map<String, Value>) -> Result<(), Error> {
         match res.ty {
@@ -274,6 +399,9 @@ impl Cse {
                 check_poa(changed.get("poa"))?;
             }
             ResourceType::Subscription => self.check_subscription(&res.attrs).await?,
+            ResourceType::Container if ["mni", "mbs", "mia"].iter().any(|k| changed.contains_key(*k)) => {
+                self.apply_container_limits(res).await?
+            }
             ResourceType::AccessControlPolicy => {
                 validate_privileges("pv", res.get("pv").unwrap_or(&Value::Null))?;
                 validate_privileges("pvs", res.get("pvs").unwrap_or(&Value::Null))?;

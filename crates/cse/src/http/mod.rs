@@ -21,6 +21,7 @@ use http::{HeaderMap, StatusCode};
 use onem2m::{Error, Response, Rsc, Serialization};
 
 use crate::core::{Binding, Cse, Ctx, SecurityAssociation};
+use crate::net::Peer;
 use crate::telemetry;
 
 const X_M2M_UTCMD: HeaderName = HeaderName::from_static("x-m2m-utcmd");
@@ -84,6 +85,17 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
+/// The security association of the connection a request came on, from the TLS layer.
+fn security_association(ext: &http::Extensions) -> Option<SecurityAssociation> {
+    let id = ext.get::<Peer>()?.identity.as_ref()?;
+    Some(SecurityAssociation {
+        credential_id: id.cert_sha256.to_hex(),
+        app_id: Some(id.app_id.to_string()),
+        ae_id: id.ae_id_uri.clone(),
+        root_sha256: Some(id.root_sha256.to_hex()),
+    })
+}
+
 async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::response::Response {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
@@ -108,11 +120,7 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
             return early_error(&echo, &Error::bad_request("the request body could not be read"), None);
         }
     };
-    let ctx = Ctx {
-        binding: Binding::Http,
-        sa: parts.extensions.get::<SecurityAssociation>().cloned(),
-        payload_len: bytes.len(),
-    };
+    let ctx = Ctx { binding: Binding::Http, sa: security_association(&parts.extensions), payload_len: bytes.len() };
     let req = match mapping::to_primitive(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, &bytes) {
         Ok(r) => r,
         Err(e) => {

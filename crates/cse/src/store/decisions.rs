@@ -128,24 +128,21 @@ impl DecisionLog {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(
-                    params![f.app_id, f.ae_id, f.outcome, f.before.map(|b| b as i64), f.limit as i64],
-                    |r| {
-                        Ok(Decision {
-                            seq: r.get::<_, i64>(0)? as u64,
-                            at: r.get(1)?,
-                            ae_id: r.get(2)?,
-                            app_id: r.get(3)?,
-                            profile_version: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                            outcome: r.get(5)?,
-                            rsc: r.get(6)?,
-                            reason: r.get(7)?,
-                            rule: r.get(8)?,
-                            message: r.get(9)?,
-                            mode: r.get(10)?,
-                        })
-                    },
-                )
+                .query_map(params![f.app_id, f.ae_id, f.outcome, f.before.map(|b| b as i64), f.limit as i64], |r| {
+                    Ok(Decision {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        at: r.get(1)?,
+                        ae_id: r.get(2)?,
+                        app_id: r.get(3)?,
+                        profile_version: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        outcome: r.get(5)?,
+                        rsc: r.get(6)?,
+                        reason: r.get(7)?,
+                        rule: r.get(8)?,
+                        message: r.get(9)?,
+                        mode: r.get(10)?,
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
@@ -183,7 +180,12 @@ mod tests {
         log.append(d("Rx.y.z", "rejected")).await.unwrap();
         let all = log.query(DecisionFilter { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(all.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![3, 2, 1]);
-        let f = DecisionFilter { app_id: Some("Ra.b.c".into()), outcome: Some("rejected".into()), limit: 10, ..Default::default() };
+        let f = DecisionFilter {
+            app_id: Some("Ra.b.c".into()),
+            outcome: Some("rejected".into()),
+            limit: 10,
+            ..Default::default()
+        };
         assert_eq!(log.query(f).await.unwrap().len(), 1);
         let page = DecisionFilter { before: Some(3), limit: 1, ..Default::default() };
         assert_eq!(log.query(page).await.unwrap()[0].seq, 2);
