@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod core;
+pub mod notify;
 pub mod resource;
 pub mod store;
