@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod net;
+pub mod notify;
 pub mod resource;
 pub mod server;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::admission::profiles::{Profiles, ProfilesConfig};
 use crate::config::CseConfig;
 use crate::core::{Clock, Cse, Notifier, SystemClock};
 use crate::http::HttpConfig;
+use crate::notify::{NotificationEngine, NotifyConfig};
 use crate::store::decisions::DecisionLog;
 use crate::store::sqlite::Durability;
 use crate::store::{SqliteStore, Store};
@@ -49,14 +50,18 @@ pub struct Service {
     pub trust: TrustMap,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    engine: Option<Arc<NotificationEngine>>,
 }
 
 impl Service {
-    /// Opens the stores in `data_dir`, creates the CSEBase if needed, and starts the background
-    /// tasks.
-    pub async fn start(cfg: ServiceConfig, notifier: Arc<dyn Notifier>) -> anyhow::Result<Self> {
+    /// Opens the stores in `data_dir`, creates the CSEBase if needed, starts the notification
+    /// engine and the background tasks.
+    pub async fn start(cfg: ServiceConfig) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir, cfg.durability)?);
-        Self::start_with(cfg, store, notifier, Arc::new(SystemClock)).await
+        let engine = NotificationEngine::start(NotifyConfig::new(cfg.cse.cse_id.clone()))?;
+        let mut svc = Self::start_with(cfg, store, engine.clone(), Arc::new(SystemClock)).await?;
+        svc.engine = Some(engine);
+        Ok(svc)
     }
 
     /// The same, on a given store and clock.
@@ -111,7 +116,7 @@ impl Service {
                 }
             });
         }
-        Ok(Self { cse, http: cfg.http, trust, cancel, tasks })
+        Ok(Self { cse, http: cfg.http, trust, cancel, tasks, engine: None })
     }
 
     /// The HTTP router of this CSE.
@@ -129,6 +134,9 @@ impl Service {
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        if let Some(engine) = &self.engine {
+            engine.shutdown(Duration::from_secs(5)).await;
+        }
     }
 }
 
