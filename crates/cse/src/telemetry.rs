@@ -1,26 +1,13 @@
 //! Metrics of the CSE, exported in the Prometheus text format on `/metrics`.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use onem2m::{Operation, ResourceType, Rsc};
 
-/// Latency buckets, in seconds: 50 µs to 5 s.
-const BUCKETS: &[f64] =
-    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Installs the process's Prometheus recorder once (whoever asks first) and returns its handle.
-/// `None` if another recorder was installed by someone else.
-pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    HANDLE.get_or_init(|| PrometheusBuilder::new().set_buckets(BUCKETS).ok()?.install_recorder().ok()).as_ref()
-}
-
-/// The metrics in the Prometheus text format.
+/// The metrics in the Prometheus text format. The process has one recorder, installed by
+/// [`registry::telemetry::prometheus`], which the registry and the CSE share in one process.
 pub fn render() -> String {
-    prometheus().map(PrometheusHandle::render).unwrap_or_default()
+    registry::telemetry::prometheus().render()
 }
 
 fn op_name(op: Option<Operation>) -> &'static str {

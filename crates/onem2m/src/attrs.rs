@@ -313,10 +313,10 @@ pub fn validate(ty: ResourceType, op: Operation, attrs: &Map<String, Value>) -> 
             }
         }
     }
-    if op == Operation::Create {
-        if let Some(missing) = specific.iter().find(|p| p.create == Opt::Mandatory && !attrs.contains_key(p.name)) {
-            return Err(Error::bad_request(format!("mandatory attribute '{}' is missing", missing.name)));
-        }
+    if op == Operation::Create
+        && let Some(missing) = specific.iter().find(|p| p.create == Opt::Mandatory && !attrs.contains_key(p.name))
+    {
+        return Err(Error::bad_request(format!("mandatory attribute '{}' is missing", missing.name)));
     }
     Ok(())
 }

@@ -620,7 +620,7 @@ mod tests {
         #[test]
         fn app_id_display_parse(auth in "[A-Za-z0-9_~-]{1,10}", dns in "[a-z]{1,8}\\.[a-z]{1,8}", name in "[A-Za-z0-9_~-]{1,20}") {
             let id = AppId::registered(&auth, &dns, &name).unwrap();
-            prop_assert_eq!(AppId::parse(&id.to_string()).unwrap(), id);
+            prop_assert_eq!(AppId::parse(id.as_str()).unwrap(), id);
         }
 
         #[test]

@@ -150,6 +150,15 @@ struct AeState {
     limiter: Option<Mutex<Bucket>>,
 }
 
+/// What a decision-log entry says besides who and when.
+struct Verdict<'a> {
+    outcome: &'a str,
+    rsc: Rsc,
+    reason: &'a str,
+    rule: Option<String>,
+    message: String,
+}
+
 /// The admission engine.
 pub struct Admission {
     policy: Policy,
@@ -216,27 +225,18 @@ impl Admission {
         }
     }
 
-    fn decision(
-        &self,
-        reg: &Registration<'_>,
-        version: Option<u64>,
-        outcome: &str,
-        rsc: Rsc,
-        reason: &str,
-        rule: Option<String>,
-        message: String,
-    ) -> Decision {
+    fn decision(&self, reg: &Registration<'_>, version: Option<u64>, v: Verdict<'_>) -> Decision {
         Decision {
             seq: 0,
             at: reg.now.to_string(),
             ae_id: reg.stem.to_owned(),
             app_id: reg.app_id.to_string(),
             profile_version: version,
-            outcome: outcome.to_owned(),
-            rsc: rsc.code(),
-            reason: reason.to_owned(),
-            rule,
-            message,
+            outcome: v.outcome.to_owned(),
+            rsc: v.rsc.code(),
+            reason: v.reason.to_owned(),
+            rule: v.rule,
+            message: v.message,
             mode: if self.enforcing() { "enforce" } else { "audit" }.to_owned(),
         }
     }
@@ -257,15 +257,14 @@ impl Admission {
         match verdict {
             Ok(reason) => Ok(grant(reason, "admitted".into())),
             Err(rej) => {
-                let d = self.decision(
-                    reg,
-                    version,
-                    "rejected",
-                    rej.rsc,
-                    rej.reason.as_str(),
-                    rej.rule.clone(),
-                    rej.message.clone(),
-                );
+                let v = Verdict {
+                    outcome: "rejected",
+                    rsc: rej.rsc,
+                    reason: rej.reason.as_str(),
+                    rule: rej.rule.clone(),
+                    message: rej.message.clone(),
+                };
+                let d = self.decision(reg, version, v);
                 self.record(d).await;
                 if self.enforcing() {
                     Err(refused(&rej))
@@ -372,7 +371,14 @@ impl Admission {
     /// Records an admission and starts enforcing what it grants. Called once the AE is stored.
     pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>) {
         let version = grant.record().map(|r| r.version);
-        let d = self.decision(reg, version, "admitted", Rsc::Created, grant.reason, None, grant.message.clone());
+        let v = Verdict {
+            outcome: "admitted",
+            rsc: Rsc::Created,
+            reason: grant.reason,
+            rule: None,
+            message: grant.message.clone(),
+        };
+        let d = self.decision(reg, version, v);
         self.record(d).await;
         self.activate(
             reg.stem,

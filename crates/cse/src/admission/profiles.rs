@@ -64,6 +64,9 @@ struct Entry {
     fetched: Instant,
 }
 
+/// What to do when an App-ID becomes suspended or revoked.
+type BlockHook = Box<dyn Fn(AppId) + Send + Sync>;
+
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Answer>, FetchError>>>;
 
 #[derive(Debug, Clone)]
@@ -94,7 +97,7 @@ pub struct Profiles {
     /// The last change-feed sequence number handled.
     feed_seq: AtomicU64,
     /// Called with an App-ID that became suspended or revoked.
-    on_block: Mutex<Option<Box<dyn Fn(AppId) + Send + Sync>>>,
+    on_block: Mutex<Option<BlockHook>>,
 }
 
 fn untrusted(e: impl std::fmt::Display) -> FetchError {

@@ -163,7 +163,7 @@ impl Cse {
         if has_acpi(res.ty) || res.ty == ResourceType::AccessControlPolicy {
             return Ok(None);
         }
-        Ok(self.store.get(res.pi()).await.map_err(store_error)?)
+        self.store.get(res.pi()).await.map_err(store_error)
     }
 
     /// Checks that `orig` may perform `bit` (an `acop` bit) on `res`; 4103 otherwise.

@@ -113,7 +113,10 @@ impl Cse {
             return self.register_ae(req, rcn, &parent, new, &requested, ctx, now).await;
         }
         let (res, instance) = {
-            self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
+            // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
+            if ty != ResourceType::RemoteCse {
+                self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
+            }
             let ri = match ty {
                 ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
                 _ => ids::new_ri(ty),

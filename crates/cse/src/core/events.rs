@@ -50,7 +50,8 @@ impl Cse {
         rep: &Resource,
         modified: Option<&Map<String, Value>>,
     ) {
-        for sub in subs.iter().filter(|s| wants(s, net, rep)) {
+        // A subscription is not told about itself (its own creation under the subscribed-to resource).
+        for sub in subs.iter().filter(|s| s.ri() != rep.ri() && wants(s, net, rep)) {
             let nct = sub.get_u64("nct").and_then(|n| NotificationContentType::from_num(n as i64));
             let representation = match nct {
                 Some(NotificationContentType::ResourceId) => json!({"m2m:uri": rep.ri()}),

@@ -225,13 +225,27 @@ fn value_matches(have: &Value, want: &Value) -> bool {
         Value::Array(items) => items.iter().any(|i| value_matches(i, want)),
         Value::String(s) => match want {
             Value::String(w) => label_matches(w, s),
-            other => other.to_string() == *s,
+            other => text_equals(other, s),
         },
         Value::Number(_) | Value::Bool(_) => match want {
-            Value::String(w) => have.to_string() == *w,
+            Value::String(w) => text_equals(have, w),
             other => other == have,
         },
         other => other == want,
+    }
+}
+
+/// A number or boolean against its text, as a query string gives it.
+fn text_equals(v: &Value, s: &str) -> bool {
+    match v {
+        Value::Bool(b) => s == if *b { "true" } else { "false" },
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => s.parse::<i64>() == Ok(i),
+            (_, Some(u), _) => s.parse::<u64>() == Ok(u),
+            (_, _, Some(f)) => s.parse::<f64>() == Ok(f),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -271,8 +285,10 @@ mod tests {
         assert!(!matches(&cin, &fc(json!({"ty": [4], "lbl": ["temp"], "fo": 3}))));
         assert!(matches(&cin, &fc(json!({"ty": [4], "lbl": ["x"], "fo": 3}))));
         // attribute filters
-        let mut f = FilterCriteria::default();
-        f.atr = vec![AttributeFilter { nm: "cnf".into(), val: json!("text/*") }];
+        let mut f = FilterCriteria {
+            atr: vec![AttributeFilter { nm: "cnf".into(), val: json!("text/*") }],
+            ..Default::default()
+        };
         assert!(matches(&cin, &f));
         f.atr = vec![AttributeFilter { nm: "cs".into(), val: json!("4") }];
         assert!(matches(&cin, &f));

@@ -1,3 +1,6 @@
 //! The CSE's integration tests: one binary, one module per area.
 
+mod conformance;
+mod lifecycle;
+mod notifications;
 mod tls;

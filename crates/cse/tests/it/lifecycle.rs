@@ -1,0 +1,121 @@
+//! What happens over time: restarts keep everything acknowledged, resources expire, the Upper
+//! Tester drives the CSE.
+
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::cse::{CseOptions, TestCse};
+use testkit::m2m::{Req, client};
+
+/// Polls `f` until it is true, at most `timeout`.
+async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let cse = TestCse::start(CseOptions::default()).await;
+    let http = client();
+    let ae = json!({"m2m:ae": {"rn": "keep", "api": "Nk", "rr": false, "srv": ["4"]}});
+    let aei = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await.str_at("/m2m:ae/aei");
+    for i in 0..20 {
+        let r = Req::create("/cse-in/keep", &aei, 3, json!({"m2m:cnt": {"rn": format!("c{i}")}}))
+            .send(&http, &cse.url)
+            .await;
+        assert_eq!(r.rsc, 2001);
+    }
+    let cse = cse.restart().await;
+    for i in 0..20 {
+        assert_eq!(Req::get(&format!("/cse-in/keep/c{i}"), &aei).send(&http, &cse.url).await.rsc, 2000);
+    }
+    // The CSEBase was not created twice, and still answers.
+    assert_eq!(Req::get("/cse-in", "CAdmin").send(&http, &cse.url).await.rsc, 2000);
+}
+
+#[tokio::test]
+async fn resources_expire() {
+    let cse = TestCse::start(CseOptions::default()).await;
+    let http = client();
+    let ae = json!({"m2m:ae": {"rn": "exp", "api": "Nk", "rr": false, "srv": ["4"]}});
+    let aei = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await.str_at("/m2m:ae/aei");
+    let soon = onem2m::Timestamp::from_micros(cse.service.cse.now().micros() + 1_500_000).to_string();
+    let r = Req::create("/cse-in/exp", &aei, 3, json!({"m2m:cnt": {"rn": "brief", "et": soon}}))
+        .send(&http, &cse.url)
+        .await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let r =
+        Req::create("/cse-in/exp", &aei, 3, json!({"m2m:cnt": {"rn": "aging", "mia": 1}})).send(&http, &cse.url).await;
+    assert_eq!(r.rsc, 2001);
+    let r = Req::create("/cse-in/exp/aging", &aei, 4, json!({"m2m:cin": {"con": "old"}})).send(&http, &cse.url).await;
+    assert_eq!(r.rsc, 2001);
+    let gone = eventually(Duration::from_secs(10), async || {
+        Req::get("/cse-in/exp/brief", &aei).send(&http, &cse.url).await.rsc == 4004
+    })
+    .await;
+    assert!(gone, "the container did not expire");
+    let aged = eventually(Duration::from_secs(10), async || {
+        Req::get("/cse-in/exp/aging", &aei).send(&http, &cse.url).await.body["m2m:cnt"]["cni"] == json!(0)
+    })
+    .await;
+    assert!(aged, "the instance older than mia was not removed");
+}
+
+async fn ut(http: &reqwest::Client, url: &str, cmd: &str) -> (u16, Option<String>) {
+    let r =
+        http.post(format!("{url}/__ut__")).header("X-M2M-UTCMD", cmd).header("X-M2M-RI", "ut").send().await.unwrap();
+    let rsc = r.headers()["x-m2m-rsc"].to_str().unwrap().parse().unwrap();
+    (rsc, r.headers().get("x-m2m-utrsp").map(|v| v.to_str().unwrap().to_owned()))
+}
+
+#[tokio::test]
+async fn upper_tester() {
+    let cse = TestCse::start(CseOptions::default()).await;
+    let http = client();
+    assert_eq!(ut(&http, &cse.url, "Status").await, (2000, Some("RUNNING".into())));
+    assert_eq!(ut(&http, &cse.url, "GetConfig cse.type").await, (2000, Some("IN".into())));
+    assert_eq!(ut(&http, &cse.url, "fly").await.0, 5001);
+    assert_eq!(ut(&http, &cse.url, "enableShortResourceExpiration x").await.0, 4000);
+    assert_eq!(ut(&http, &cse.url, "enableShortResourceExpiration 1").await.0, 2000);
+    let ae = json!({"m2m:ae": {"rn": "brief", "api": "Nk", "rr": false, "srv": ["4"]}});
+    assert_eq!(Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await.rsc, 2001);
+    let gone = eventually(Duration::from_secs(10), async || {
+        Req::get("/cse-in/brief", "CAdmin").send(&http, &cse.url).await.rsc == 4004
+    })
+    .await;
+    assert!(gone, "with short resource expiration the AE should expire");
+    assert_eq!(ut(&http, &cse.url, "disableShortResourceExpiration").await.0, 2000);
+    assert_eq!(ut(&http, &cse.url, "enableShortRequestExpiration 5").await.0, 2000);
+    assert_eq!(ut(&http, &cse.url, "disableShortRequestExpiration").await.0, 2000);
+
+    let before = Req::get("/cse-in", "CAdmin").send(&http, &cse.url).await.str_at("/m2m:cb/ct");
+    let ae = json!({"m2m:ae": {"rn": "wiped", "api": "Nk", "rr": false, "srv": ["4"]}});
+    assert_eq!(Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await.rsc, 2001);
+    assert_eq!(ut(&http, &cse.url, "Reset").await.0, 2000);
+    assert_eq!(Req::get("/cse-in/wiped", "CAdmin").send(&http, &cse.url).await.rsc, 4004);
+    let after = Req::get("/cse-in", "CAdmin").send(&http, &cse.url).await.str_at("/m2m:cb/ct");
+    assert!(after > before, "Reset recreates the CSEBase");
+}
+
+#[tokio::test]
+async fn upper_tester_is_off_by_default() {
+    let mut opts = CseOptions::default();
+    opts.cse.upper_tester = false;
+    let cse = TestCse::start(opts).await;
+    let r = client()
+        .post(format!("{}/__ut__", cse.url))
+        .header("X-M2M-UTCMD", "Status")
+        .header("X-M2M-RI", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-m2m-rsc"], "2000");
+}
