@@ -32,11 +32,13 @@ const X_M2M_UTRSP: HeaderName = HeaderName::from_static("x-m2m-utrsp");
 pub struct HttpConfig {
     /// The largest request body accepted; larger ones get 413 (RSC 4000) without being read.
     pub max_body: usize,
+    /// The bearer token of the admin API (`/admin/...`); without one the admin API is not served.
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body: 1024 * 1024 }
+        Self { max_body: 1024 * 1024, admin_token: None }
     }
 }
 
@@ -53,7 +55,69 @@ pub fn router(cse: Arc<Cse>, cfg: HttpConfig) -> Router {
     if upper_tester {
         r = r.route("/__ut__", post(upper_tester_cmd));
     }
+    if app.cfg.admin_token.is_some() {
+        r = r.route("/admin/decisions", get(decisions));
+    }
     r.fallback(onem2m).with_state(app)
+}
+
+/// Compares in time independent of where the inputs first differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> axum::response::Response {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    build(status, h, Bytes::from(body.to_string()))
+}
+
+/// `GET /admin/decisions?appId=&aeId=&outcome=&limit=&before=`: the admission decision log,
+/// newest first. Needs the admin bearer token.
+async fn decisions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> axum::response::Response {
+    let err = |status: StatusCode, msg: &str| json_response(status, &serde_json::json!({"error": msg}));
+    let given =
+        headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(want) = app.cfg.admin_token.as_deref() else { return err(StatusCode::NOT_FOUND, "no admin API") };
+    match given {
+        None => return err(StatusCode::UNAUTHORIZED, "a bearer token is required"),
+        Some(t) if !same_secret(t.as_bytes(), want.as_bytes()) => {
+            return err(StatusCode::UNAUTHORIZED, "unknown token");
+        }
+        Some(_) => {}
+    }
+    let Some(admission) = app.cse.admission() else {
+        return json_response(StatusCode::OK, &serde_json::json!({"decisions": [], "admission": "off"}));
+    };
+    let mut f = crate::store::decisions::DecisionFilter { limit: 100, ..Default::default() };
+    for pair in query.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "appId" | "app-id" => f.app_id = Some(v.to_owned()),
+            "aeId" | "ae-id" => f.ae_id = Some(v.to_owned()),
+            "outcome" if matches!(v, "admitted" | "rejected") => f.outcome = Some(v.to_owned()),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => f.limit = n,
+                _ => return err(StatusCode::BAD_REQUEST, "limit must be from 1 to 1000"),
+            },
+            "before" => match v.parse() {
+                Ok(n) => f.before = Some(n),
+                Err(_) => return err(StatusCode::BAD_REQUEST, "before must be a sequence number"),
+            },
+            other => return err(StatusCode::BAD_REQUEST, &format!("unknown or invalid parameter {other}")),
+        }
+    }
+    match admission.decisions().query(f).await {
+        Ok(list) => json_response(StatusCode::OK, &serde_json::json!({"decisions": list})),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the decision log");
+            err(StatusCode::SERVICE_UNAVAILABLE, "the decision log cannot be read")
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
