@@ -29,6 +29,10 @@ pub struct AdmissionConfig {
     pub registry: RegistryClient,
     /// The registry's public keys: every answer must verify with one of them.
     pub keys: KeySet,
+    /// Where to start following the change feed: a sequence number the caller read before the
+    /// registry could change (`warden up` reads it in-process). `None` starts from the head when
+    /// the feed is first reached.
+    pub feed_from: Option<u64>,
 }
 
 /// Everything needed to build a CSE service.
@@ -93,7 +97,7 @@ impl Service {
                         }
                     });
                 }
-                tasks.spawn(profiles.clone().follow(cancel.clone()));
+                tasks.spawn(profiles.clone().follow(ac.feed_from, cancel.clone()));
                 tasks.spawn(profiles.clone().serve_trust_misses(cancel.clone()));
                 (Some(Admission::new(ac.policy, profiles, log, cfg.cse.admin.clone())), Some(rx))
             }

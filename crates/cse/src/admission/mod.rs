@@ -428,7 +428,11 @@ impl Admission {
         let answer = match (meta.get("profile").and_then(Value::as_str), meta.get("signature").and_then(Value::as_str))
         {
             (Some(body), Some(sig)) => match self.profiles.adopt(Bytes::from(body.to_owned()), sig.to_owned()) {
-                Ok(a) => Some(a),
+                Ok(a) => {
+                    // The trust map knows this App-ID's roots before its devices reconnect.
+                    self.profiles.learn(&app_id, &a);
+                    Some(a)
+                }
                 Err(e) => {
                     tracing::warn!(ae = ae.ri(), error = %e, "the stored profile of an AE no longer verifies");
                     None

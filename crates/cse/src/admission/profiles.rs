@@ -222,7 +222,7 @@ impl Profiles {
     }
 
     /// Updates the blocked set and the trust map from a verified answer.
-    fn learn(&self, app_id: &AppId, answer: &Answer) {
+    pub(crate) fn learn(&self, app_id: &AppId, answer: &Answer) {
         let status = answer.record.as_ref().map(|r| r.status);
         match status {
             Some(s @ (Status::Suspended | Status::Revoked)) => self.block(app_id, s),
@@ -258,10 +258,14 @@ impl Profiles {
         }
     }
 
-    /// Follows the change feed until cancelled, starting from the registry's current head.
-    pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
+    /// Follows the change feed until cancelled, from `from` (a sequence number already seen) or,
+    /// without it, from the registry's head when the feed is first reached.
+    pub async fn follow(self: Arc<Self>, from: Option<u64>, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
-        let mut started = false;
+        let mut started = from.is_some();
+        if let Some(seq) = from {
+            self.feed_seq.store(seq, Ordering::Relaxed);
+        }
         loop {
             let after = if started { Some(self.feed_seq.load(Ordering::Relaxed)) } else { None };
             let wait = if started { FEED_WAIT } else { Duration::ZERO };

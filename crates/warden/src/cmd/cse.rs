@@ -193,7 +193,7 @@ fn admission_from(path: &Path, token: Option<String>) -> anyhow::Result<Option<A
         .ok_or_else(|| usage("admission.registry (the registry's URL) is required"))?;
     let token = policy.admission.token.clone().or(token);
     let registry = RegistryClient::new(&url, token).map_err(|e| usage(format!("admission.registry: {e}")))?;
-    Ok(Some(AdmissionConfig { policy, registry, keys }))
+    Ok(Some(AdmissionConfig { policy, registry, keys, feed_from: None }))
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<CseRun> {

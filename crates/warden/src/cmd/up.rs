@@ -135,6 +135,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => None,
     };
+    // The change feed's head before anyone can change the registry: the CSE follows from here, so
+    // that nothing registered while it starts is missed.
+    let feed_from = registry
+        .changes(None, std::time::Duration::ZERO, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the change feed: {e:?}"))?
+        .last;
     let reg_listener = tokio::net::TcpListener::bind(args.registry_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.registry_listen))?;
@@ -184,7 +191,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         RegistryClient::new(policy.admission.registry.as_deref().unwrap_or(&registry_url), Some(token))
             .map_err(|e| UsageError(format!("admission.registry: {e}")))?;
     let keys = registry.key_set();
-    let admission = AdmissionConfig { policy, registry: registry_client, keys };
+    let admission = AdmissionConfig { policy, registry: registry_client, keys, feed_from: Some(feed_from) };
 
     // The CSE.
     let cse = CseConfig { poa: vec![format!("http://{}", args.listen)], ..CseConfig::default() };
