@@ -302,9 +302,9 @@ impl Notifier for NotificationEngine {
                 .map(Bytes::from)
                 .map_err(|e| Error::internal(format!("cannot encode the notification: {e}")))?;
             let started = Instant::now();
-            let deadline = started + timeout;
+            let deadline = started.checked_add(timeout);
             let rqi = s.next_rqi();
-            let answer = tokio::time::timeout(timeout, s.pass(&target.urls, &body, &rqi, Some(deadline)))
+            let answer = tokio::time::timeout(timeout, s.pass(&target.urls, &body, &rqi, deadline))
                 .await
                 .unwrap_or_else(|_| Answer::Unreachable(format!("no answer within {timeout:?}")));
             s.counters.count(if answer.is_success() { Fate::Delivered } else { Fate::Failed }, started.elapsed());

@@ -274,7 +274,8 @@ async fn send_now_returns_the_receivers_rsc() {
 async fn send_now_tries_the_urls_in_order() {
     let mut sink = Sink::ok().await;
     let engine = NotificationEngine::start(cfg()).unwrap();
-    let got = engine.send_now(&target("CAe1", &[&dead_url(), &sink.url]), sgn(1), Duration::from_secs(10)).await;
+    // Any timeout, even one past the end of time, is fine.
+    let got = engine.send_now(&target("CAe1", &[&dead_url(), &sink.url]), sgn(1), Duration::MAX).await;
     assert_eq!(got, Ok(Rsc::Ok));
     assert_eq!(sink.next().await.body, sgn(1));
 }
