@@ -41,8 +41,9 @@ pub(crate) struct CeilingServer {
 }
 
 impl CeilingServer {
-    /// Starts the server on `threads` runtime threads (1: a current-thread runtime).
-    pub(crate) fn start(threads: usize, tls: bool) -> anyhow::Result<Self> {
+    /// Starts the server on `threads` runtime threads (1: a current-thread runtime), and
+    /// returns once its thread runs.
+    pub(crate) async fn start(threads: usize, tls: bool) -> anyhow::Result<Self> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -52,18 +53,30 @@ impl CeilingServer {
         } else {
             (None, None)
         };
-        let runtime = super::runtime(threads)?;
+        let runtime = super::runtime(threads, super::cpu::SERVER_THREADS)?;
         let stop = CancellationToken::new();
         let token = stop.clone();
-        let thread = std::thread::Builder::new().name("bench-ceiling".into()).spawn(move || {
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name(super::cpu::SERVER_THREADS.into()).spawn(move || {
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, acceptor, token).await,
-                    Err(e) => tracing::error!("ceiling server: {e}"),
+                    Ok(listener) => {
+                        let _ = ready_tx.send(Ok(()));
+                        serve(listener, acceptor, token).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             });
         })?;
-        Ok(Self { addr, cert, stop, thread: Some(thread) })
+        let server = Self { addr, cert, stop, thread: Some(thread) };
+        // Once the thread runs, it has its name (for the CPU accounting) and serves.
+        match ready.await {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(anyhow::anyhow!("ceiling server: {e}")),
+            Err(_) => Err(anyhow::anyhow!("the ceiling server's thread stopped at start")),
+        }
     }
 
     /// The URL to send requests to.

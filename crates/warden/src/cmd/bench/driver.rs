@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Conn, Endpoint, Head};
+use super::cpu;
 use super::stats::{ErrorKey, Recorder, Summary};
 use super::workload::{Rng, Workload};
 
@@ -143,6 +144,8 @@ struct Shared {
     progress: ProgressBar,
     /// Measured completions and failures, for the progress display.
     completed: AtomicU64,
+    /// Every exchange, warm-up included, for the CPU cost per request.
+    exchanges: AtomicU64,
     failed: AtomicU64,
     first_error: OnceLock<String>,
 }
@@ -185,9 +188,11 @@ pub(crate) async fn run_load(
         cancel: cancel.clone(),
         progress: progress.clone(),
         completed: AtomicU64::new(0),
+        exchanges: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         first_error: OnceLock::new(),
     });
+    let cpu_before = (cpu::threads_cpu(cpu::CLIENT_THREADS), cpu::threads_cpu(cpu::SERVER_THREADS));
     let mut workers = tokio::task::JoinSet::new();
     for (id, conn) in conns.into_iter().enumerate() {
         workers.spawn(worker(id as u64, conn, shared.clone()));
@@ -211,12 +216,17 @@ pub(crate) async fn run_load(
         }
     }
     progress.set_message("");
+    let exchanges = shared.exchanges.load(Ordering::Relaxed);
+    let client_cpu = cpu::per_request(cpu_before.0, cpu::threads_cpu(cpu::CLIENT_THREADS), exchanges);
+    let server_cpu = cpu::per_request(cpu_before.1, cpu::threads_cpu(cpu::SERVER_THREADS), exchanges);
 
     let elapsed = total.last_done().map_or(Duration::ZERO, |t| t.saturating_duration_since(measure_start));
     let mut summary = total.summarize(elapsed);
     summary.connections = connections;
     summary.first_error = shared.first_error.get().cloned();
     summary.interrupted = cancel.is_cancelled();
+    summary.client_cpu_us_per_request = client_cpu;
+    summary.server_cpu_us_per_request = server_cpu;
     Ok(summary)
 }
 
@@ -246,6 +256,7 @@ async fn worker(id: u64, mut conn: Conn, shared: Arc<Shared>) -> (Recorder, u64)
             result = conn.send(req, &mut body, shared.timeout) => result,
         };
         let done = Instant::now();
+        shared.exchanges.fetch_add(1, Ordering::Relaxed);
         let check_body = first && ticket.measured;
         let verdict = match &result {
             Ok(head) => wl.judge(tag, *head, &body, check_body),

@@ -14,6 +14,7 @@
 //! - [`ceiling`]: the in-process trivial server of the `ceiling` scenario.
 //! - [`driver`]: workers, closed and open loop, warm-up, progress.
 //! - [`stats`]: histograms, error counts, the summary and its text and JSON forms.
+//! - [`cpu`]: CPU time of the bench's own threads, for the cost per request.
 //!
 //! # How it measures
 //! - Closed loop by default: `-c` workers, each sends its next request when the previous answer
@@ -47,6 +48,7 @@
 
 mod ceiling;
 mod client;
+mod cpu;
 mod driver;
 mod registry;
 mod setup;
@@ -176,7 +178,7 @@ pub(crate) struct Options {
     api: String,
     /// Originator of AE registrations: C or S (the CSE assigns the stem), c-stem or s-stem (a
     /// new stem per AE chosen by the client), none (no X-M2M-Origin).
-    #[arg(long, value_enum, default_value = "c")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "c")]
     ae_origin: AeOrigin,
     /// cin-create, cin-retrieve: the container's maxNrOfInstances (default: none, instances
     /// accumulate).
@@ -392,12 +394,13 @@ fn progress_bar() -> ProgressBar {
     ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style)
 }
 
-/// A runtime with `threads` workers: a current-thread runtime for 1.
-pub(crate) fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+/// A runtime with `threads` workers named `name`: a current-thread runtime for 1 (it runs on
+/// the thread that calls `block_on`, which the caller names `name`).
+pub(crate) fn runtime(threads: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name(name).enable_all().build()
     }
 }
 
@@ -408,9 +411,9 @@ pub(crate) async fn execute(
     cancel: CancellationToken,
     progress: ProgressBar,
 ) -> anyhow::Result<Report> {
-    let rt = runtime(config.threads)?;
+    let rt = runtime(config.threads, cpu::CLIENT_THREADS)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let thread = std::thread::Builder::new().name("bench-client".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name(cpu::CLIENT_THREADS.into()).spawn(move || {
         let result = rt.block_on(bench(&config, &cancel, &progress));
         progress.finish_and_clear();
         let _ = tx.send(result);
@@ -466,7 +469,7 @@ async fn run_ceiling(
     cancel: &CancellationToken,
     progress: &ProgressBar,
 ) -> anyhow::Result<(Summary, BaseUrl)> {
-    let server = ceiling::CeilingServer::start(cfg.server_threads, cfg.ceiling_tls)?;
+    let server = ceiling::CeilingServer::start(cfg.server_threads, cfg.ceiling_tls).await?;
     let url = server.url();
     let endpoint = Endpoint::new(url.clone(), server.client_tls()?).await?;
     let workload = m2m(cfg, &endpoint).ceiling(&endpoint.path(&format!("/{}", cfg.cse_rn)), &cfg.origin)?;

@@ -135,6 +135,8 @@ impl Recorder {
             errors_by_kind: self.errors.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             connections: 0,
             first_error: None,
+            client_cpu_us_per_request: None,
+            server_cpu_us_per_request: None,
             interrupted: false,
         }
     }
@@ -180,6 +182,10 @@ pub(crate) struct Summary {
     pub(crate) connections: u64,
     /// The first failure seen, in full: request, status, RSC and body.
     pub(crate) first_error: Option<String>,
+    /// On-CPU microseconds of the client's threads per request (warm-up included), on Linux.
+    pub(crate) client_cpu_us_per_request: Option<f64>,
+    /// The same for the in-process server of the `ceiling` scenario.
+    pub(crate) server_cpu_us_per_request: Option<f64>,
     /// True when Ctrl-C stopped the run early.
     pub(crate) interrupted: bool,
 }
@@ -299,6 +305,13 @@ fn write_summary(out: &mut String, s: &Summary) {
     }
     if s.connections > 0 {
         let _ = writeln!(out, "  connections  {}", s.connections);
+    }
+    if let Some(client) = s.client_cpu_us_per_request {
+        let _ = write!(out, "  cpu          client {client:.1} µs/request");
+        if let Some(server) = s.server_cpu_us_per_request {
+            let _ = write!(out, ", server {server:.1} µs/request");
+        }
+        out.push('\n');
     }
     if !s.errors_by_kind.is_empty() {
         let mut kinds: Vec<_> = s.errors_by_kind.iter().collect();

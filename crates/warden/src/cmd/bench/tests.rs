@@ -49,6 +49,8 @@ fn defaults() {
     assert_eq!((c.threads, c.server_threads), (1, 1));
     assert_eq!((c.preload, c.import_chunk, c.import_parallel), (1_000_000, 10_000, 4));
     assert!(!c.json && !c.with_ceiling && !c.ceiling_tls && !c.reads_as_ae && !c.cleanup);
+    // The stem letters may be given as oneM2M writes them.
+    assert_eq!(parse(&["ae-register", "--ae-origin", "S"]).unwrap().ae_origin, AeOrigin::S);
 }
 
 #[test]
@@ -209,6 +211,10 @@ async fn a_short_ceiling_run_completes_every_request() {
     assert_eq!((r.scenario, r.mode, r.concurrency), ("ceiling", "closed", 4));
     assert!(r.target.starts_with("http://127.0.0.1:"), "{}", r.target);
     assert!(!s.interrupted);
+    if std::path::Path::new("/proc/self/task").exists() {
+        assert!(s.client_cpu_us_per_request.unwrap() > 0.0, "{s:?}");
+        assert!(s.server_cpu_us_per_request.unwrap() > 0.0, "{s:?}");
+    }
 }
 
 #[tokio::test]
@@ -233,7 +239,7 @@ async fn the_ceiling_over_tls() {
 #[tokio::test]
 async fn wrong_answers_are_counted_by_rsc_with_the_first_one_in_full() {
     // The ceiling server answers 2000 where an AE CREATE must get 2001.
-    let server = ceiling::CeilingServer::start(1, false).unwrap();
+    let server = ceiling::CeilingServer::start(1, false).await.unwrap();
     let url = server.url().to_string();
     let r = run_cli(&["ae-register", "--target", &url, "--count", "50", "-c", "2", "--warmup", "0"]).await.unwrap();
     let s = &r.summary;
@@ -247,7 +253,7 @@ async fn wrong_answers_are_counted_by_rsc_with_the_first_one_in_full() {
 
 #[tokio::test]
 async fn with_ceiling_reports_both_runs_and_the_ratio() {
-    let server = ceiling::CeilingServer::start(1, false).unwrap();
+    let server = ceiling::CeilingServer::start(1, false).await.unwrap();
     let url = server.url().to_string();
     let r = run_cli(&["ae-register", "--target", &url, "--count", "20", "-c", "2", "--warmup", "0", "--with-ceiling"])
         .await
@@ -263,7 +269,7 @@ async fn with_ceiling_reports_both_runs_and_the_ratio() {
 
 #[tokio::test]
 async fn a_failing_setup_stops_the_run_with_the_answer() {
-    let server = ceiling::CeilingServer::start(1, false).unwrap();
+    let server = ceiling::CeilingServer::start(1, false).await.unwrap();
     let url = server.url().to_string();
     let e = run_cli(&["cin-create", "--target", &url, "--count", "10", "--warmup", "0"]).await.unwrap_err();
     let e = format!("{e:#}");
@@ -277,7 +283,7 @@ async fn a_failing_setup_stops_the_run_with_the_answer() {
 async fn registry_lookup_checks_every_answer() {
     // The ceiling server answers the preload check with 200 (so nothing is imported) and every
     // lookup with a body that is not a lookup answer.
-    let server = ceiling::CeilingServer::start(1, false).unwrap();
+    let server = ceiling::CeilingServer::start(1, false).await.unwrap();
     let url = server.url().to_string();
     let argv = ["registry-lookup", "--registry", &url, "--token", "t", "--preload", "10", "--count", "30", "-c", "2"];
     let r = run_cli(&[&argv[..], &["--warmup", "0"]].concat()).await.unwrap();
