@@ -428,4 +428,100 @@ mod tests {
         assert_eq!(e.kind, "connection refused", "{}", e.detail);
         assert!(e.detail.contains(&port.to_string()), "{}", e.detail);
     }
+
+    /// A TLS server that requires a client certificate from `client_ca` and answers with the
+    /// number of certificates the client presented.
+    async fn mtls_server(server: &rcgen::CertifiedKey<rcgen::KeyPair>, client_ca: &rcgen::Certificate) -> SocketAddr {
+        use rustls::server::WebPkiClientVerifier;
+        let provider = provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client_ca.der().clone()).unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+        let key = PrivateKeyDer::Pkcs8(server.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![server.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let presented = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+                    let service = hyper::service::service_fn(move |_req| async move {
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(presented.to_string())));
+                        resp.headers_mut().insert("x-m2m-rsc", HeaderValue::from_static("2000"));
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_client_certificate_is_presented_over_mutual_tls() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let device_key = KeyPair::generate().unwrap();
+        let device =
+            CertificateParams::new(vec!["device.example".to_owned()]).unwrap().signed_by(&device_key, &issuer).unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("server.pem"), server.cert.pem()).unwrap();
+        std::fs::write(path("device.pem"), device.pem()).unwrap();
+        std::fs::write(path("device.key"), device_key.serialize_pem()).unwrap();
+        let addr = mtls_server(&server, &ca).await;
+        let url = BaseUrl::parse(&format!("https://{addr}")).unwrap();
+
+        let files = TlsFiles {
+            cacert: Some(path("server.pem")),
+            cert: Some(path("device.pem")),
+            key: Some(path("device.key")),
+        };
+        let ep = Endpoint::new(url.clone(), Some(client_tls_config(&files).unwrap())).await.unwrap();
+        let mut conn = Conn::open(ep.clone()).await.unwrap();
+        let mut body = Vec::new();
+        for _ in 0..3 {
+            let req = crate::cmd::bench::workload::build_request(
+                hyper::Method::GET,
+                Uri::from_static("/cse-in"),
+                [(hyper::header::HOST, ep.host().clone())].into_iter().collect(),
+                Bytes::new(),
+            );
+            let head = conn.send(req, &mut body, Duration::from_secs(10)).await.unwrap();
+            assert_eq!((head.status, head.rsc), (200, Some(2000)));
+            assert_eq!(body, b"1", "the server saw the client certificate");
+        }
+        assert_eq!(conn.opened, 1, "one keep-alive connection");
+
+        // Without a client certificate the server refuses (with TLS 1.3, at the first request).
+        let anonymous = TlsFiles { cacert: Some(path("server.pem")), cert: None, key: None };
+        let ep = Endpoint::new(url, Some(client_tls_config(&anonymous).unwrap())).await.unwrap();
+        let refused = match Conn::open(ep.clone()).await {
+            Err(e) => e,
+            Ok(mut conn) => {
+                let req = crate::cmd::bench::workload::build_request(
+                    hyper::Method::GET,
+                    Uri::from_static("/cse-in"),
+                    [(hyper::header::HOST, ep.host().clone())].into_iter().collect(),
+                    Bytes::new(),
+                );
+                conn.send(req, &mut body, Duration::from_secs(10)).await.unwrap_err()
+            }
+        };
+        assert!(refused.detail.to_lowercase().contains("certificate"), "{refused:?}");
+    }
 }

@@ -229,8 +229,9 @@ async fn import_chunks(
                 text()
             );
         }
-        imported.fetch_add(lines, Ordering::Relaxed);
+        let done = imported.fetch_add(lines, Ordering::Relaxed) + lines;
         progress.inc(lines);
+        progress.set_message(format!("{done}/{count} records imported"));
     }
 }
 
