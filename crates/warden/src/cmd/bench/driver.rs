@@ -3,8 +3,9 @@
 //! timetable (`--rate`), for a duration or a count, after a warm-up that is not counted.
 //!
 //! Latency is taken with `Instant::now()` (a vDSO clock read, no allocation) around the
-//! exchange; in open loop it starts at the *scheduled* send time, so a server that stalls is
-//! charged for the requests that queued up behind the stall (no coordinated omission).
+//! exchange; in open loop it starts at the *scheduled* send time when the request had to wait
+//! for a busy worker, so a server that stalls is charged for the requests that queued up behind
+//! the stall (no coordinated omission). See [`Origin`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -225,6 +226,9 @@ pub(crate) async fn run_load(
     summary.connections = connections;
     summary.first_error = shared.first_error.get().cloned();
     summary.interrupted = cancel.is_cancelled();
+    if plan.rate.is_none() {
+        summary.late_starts = None;
+    }
     summary.client_cpu_us_per_request = client_cpu;
     summary.server_cpu_us_per_request = server_cpu;
     Ok(summary)
@@ -237,22 +241,34 @@ async fn worker(id: u64, mut conn: Conn, shared: Arc<Shared>) -> (Recorder, u64)
     let mut body = Vec::with_capacity(4096);
     let mut first = true;
     let wl = &*shared.workload;
+    // One cancellation future for the whole loop: it registers its waker once, not per request.
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(cancelled);
     while let Some(ticket) = shared.dispenser.next(Instant::now()) {
         if shared.cancel.is_cancelled() {
             break;
         }
-        if let Some(due) = ticket.due {
+        let origin = latency_origin(ticket.due, Instant::now());
+        if let Origin::Wait(due) = origin {
             tokio::select! {
                 biased;
-                _ = shared.cancel.cancelled() => break,
+                _ = &mut cancelled => break,
                 _ = tokio::time::sleep_until(due) => {}
             }
         }
         let (req, tag) = wl.request(ticket.n, &mut rng, &mut scratch);
-        let sent = ticket.due.unwrap_or_else(Instant::now);
+        let sent = match origin {
+            Origin::Scheduled { due, late } => {
+                if late && ticket.measured {
+                    rec.late();
+                }
+                due
+            }
+            Origin::Now | Origin::Wait(_) => Instant::now(),
+        };
         let result = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             result = conn.send(req, &mut body, shared.timeout) => result,
         };
         let done = Instant::now();
@@ -281,13 +297,38 @@ async fn worker(id: u64, mut conn: Conn, shared: Arc<Shared>) -> (Recorder, u64)
             });
             if result.is_err() {
                 tokio::select! {
-                    _ = shared.cancel.cancelled() => break,
+                    _ = &mut cancelled => break,
                     _ = tokio::time::sleep(TRANSPORT_BACKOFF) => {}
                 }
             }
         }
     }
     (rec, conn.opened)
+}
+
+/// Where a request's latency starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Closed loop: at the send.
+    Now,
+    /// Open loop, the slot is in the future and the worker is free: wait for it, then count from
+    /// the actual send. tokio's timer wakes up to 1 ms late; that slack is the client's own and
+    /// is not charged to the server.
+    Wait(Instant),
+    /// Open loop, the slot is past: the request waited for a busy worker (the server's
+    /// backlog), so it counts from the scheduled time. `late`: by more than [`LATE`].
+    Scheduled { due: Instant, late: bool },
+}
+
+/// How far behind its timetable a request may start before it counts as late.
+pub(crate) const LATE: Duration = Duration::from_millis(1);
+
+pub(crate) fn latency_origin(due: Option<Instant>, now: Instant) -> Origin {
+    match due {
+        None => Origin::Now,
+        Some(due) if due > now => Origin::Wait(due),
+        Some(due) => Origin::Scheduled { due, late: now - due > LATE },
+    }
 }
 
 /// `HTTP 403, X-M2M-RSC 4126 (rsc 4126 APP_RULE_VALIDATION_FAILED): {"m2m:dbg":"..."}`.
@@ -405,6 +446,17 @@ mod tests {
         p.rate = Some(10.0);
         let d = Dispenser::new(Timeline::new(&p, t0));
         assert!(d.next(t0).unwrap().measured);
+    }
+
+    #[test]
+    fn latency_starts_at_the_send_unless_the_request_waited_for_a_worker() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(latency_origin(None, t0), Origin::Now);
+        assert_eq!(latency_origin(Some(t0 + ms(5)), t0), Origin::Wait(t0 + ms(5)));
+        assert_eq!(latency_origin(Some(t0), t0), Origin::Scheduled { due: t0, late: false });
+        assert_eq!(latency_origin(Some(t0), t0 + ms(1)), Origin::Scheduled { due: t0, late: false });
+        assert_eq!(latency_origin(Some(t0), t0 + ms(3)), Origin::Scheduled { due: t0, late: true });
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //! # How it measures
 //! - Closed loop by default: `-c` workers, each sends its next request when the previous answer
 //!   has been read. `--rate R` switches to an open loop: a fixed timetable of send times
-//!   (`R` per second, `-c` bounds the requests in flight), latency measured from the *scheduled*
-//!   time, so a stalled server is charged for the queue behind the stall (no coordinated
-//!   omission).
+//!   (`R` per second, `-c` bounds the requests in flight). A request that had to wait for a free
+//!   worker counts its latency from its *scheduled* time, so a stalled server is charged for the
+//!   queue behind the stall (no coordinated omission); `late_starts` counts those more than 1 ms
+//!   late. A free worker that waits for its slot counts from the actual send: tokio's timer
+//!   wakes up to 1 ms late, and that slack is the client's, not the server's.
 //! - Latency is in microseconds in one `hdrhistogram` per worker (3 significant figures),
 //!   merged at the end. The percentiles are those of successful requests; errors are counted
 //!   separately, and throughput counts successful requests per second.

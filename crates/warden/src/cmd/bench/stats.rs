@@ -48,6 +48,8 @@ pub(crate) struct Recorder {
     ok: u64,
     errors: Vec<(ErrorKey, u64)>,
     last_done: Option<Instant>,
+    /// Open loop: requests that started more than 1 ms behind their timetable.
+    late: u64,
 }
 
 impl Default for Recorder {
@@ -60,7 +62,7 @@ impl Recorder {
     pub(crate) fn new() -> Self {
         // 3 significant figures (0.1 % resolution), auto-resizing from 1 µs upwards.
         let hist = Histogram::new(3).expect("3 significant figures is a valid histogram precision");
-        Self { hist, ok: 0, errors: Vec::new(), last_done: None }
+        Self { hist, ok: 0, errors: Vec::new(), last_done: None, late: 0 }
     }
 
     pub(crate) fn success(&mut self, latency: Duration, done: Instant) {
@@ -82,6 +84,11 @@ impl Recorder {
         self.done(done);
     }
 
+    /// An open-loop request that started late because every worker was busy.
+    pub(crate) fn late(&mut self) {
+        self.late += 1;
+    }
+
     fn done(&mut self, at: Instant) {
         if self.last_done.is_none_or(|t| at > t) {
             self.last_done = Some(at);
@@ -101,6 +108,7 @@ impl Recorder {
         // Both histograms auto-resize, so adding cannot fail for range reasons.
         let _ = self.hist.add(&other.hist);
         self.ok += other.ok;
+        self.late += other.late;
         for &(key, n) in &other.errors {
             match self.errors.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, m)) => *m += n,
@@ -134,6 +142,7 @@ impl Recorder {
             latency_us: latency,
             errors_by_kind: self.errors.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             connections: 0,
+            late_starts: Some(self.late),
             first_error: None,
             client_cpu_us_per_request: None,
             server_cpu_us_per_request: None,
@@ -180,6 +189,9 @@ pub(crate) struct Summary {
     pub(crate) errors_by_kind: BTreeMap<String, u64>,
     /// Connections opened, including the initial one per worker (more means the server closed some).
     pub(crate) connections: u64,
+    /// Open loop: measured requests that started more than 1 ms behind their timetable because
+    /// every worker was busy (their latency counts from the scheduled time). `null` in closed loop.
+    pub(crate) late_starts: Option<u64>,
     /// The first failure seen, in full: request, status, RSC and body.
     pub(crate) first_error: Option<String>,
     /// On-CPU microseconds of the client's threads per request (warm-up included), on Linux.
@@ -305,6 +317,12 @@ fn write_summary(out: &mut String, s: &Summary) {
     }
     if s.connections > 0 {
         let _ = writeln!(out, "  connections  {}", s.connections);
+    }
+    if let Some(late) = s.late_starts.filter(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "  timetable    {late} requests started > 1 ms late: every worker was busy (raise -c or lower --rate)"
+        );
     }
     if let Some(client) = s.client_cpu_us_per_request {
         let _ = write!(out, "  cpu          client {client:.1} µs/request");

@@ -211,6 +211,7 @@ async fn a_short_ceiling_run_completes_every_request() {
     assert_eq!((r.scenario, r.mode, r.concurrency), ("ceiling", "closed", 4));
     assert!(r.target.starts_with("http://127.0.0.1:"), "{}", r.target);
     assert!(!s.interrupted);
+    assert_eq!(s.late_starts, None, "closed loop has no timetable");
     if std::path::Path::new("/proc/self/task").exists() {
         assert!(s.client_cpu_us_per_request.unwrap() > 0.0, "{s:?}");
         assert!(s.server_cpu_us_per_request.unwrap() > 0.0, "{s:?}");
@@ -223,6 +224,7 @@ async fn an_open_loop_ceiling_run_keeps_its_timetable() {
     let s = &r.summary;
     assert_eq!((s.ok, s.errors), (200, 0), "{s:?}");
     assert_eq!((r.mode, r.rate), ("open", Some(2000.0)));
+    assert!(s.late_starts.is_some());
     // 200 requests at 2000/s are spread over 0.1 s at least.
     assert!(s.duration_s >= 0.09, "{s:?}");
 }
