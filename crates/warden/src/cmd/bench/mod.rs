@@ -542,8 +542,9 @@ async fn run_cse_scenario(cfg: &Config, cancel: &CancellationToken, progress: &P
     Ok(new_report(cfg, cfg.url.to_string(), result?))
 }
 
-/// Deletes the bench AE; a failure is reported but does not fail the run.
+/// Deletes the bench AE, even after Ctrl-C; a failure is reported but does not fail the run.
 async fn cleanup(setup: &Setup, ae: &setup::BenchAe) {
+    let setup = setup.detached();
     let result = async {
         let mut conn = setup.connect().await?;
         setup.delete_ae(&mut conn, ae).await
@@ -574,7 +575,9 @@ async fn run_registry_lookup(
         });
     }
     let summary = if cancel.is_cancelled() {
-        Recorder::new().summarize(Duration::ZERO)
+        let mut nothing = Recorder::new().summarize(Duration::ZERO);
+        nothing.late_starts = None;
+        nothing
     } else {
         progress.set_prefix("registry-lookup");
         let workload = workload::registry_lookup(endpoint.host(), &endpoint.path("/v1/lookup"), token, cfg.preload)?;

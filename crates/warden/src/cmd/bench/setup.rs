@@ -76,6 +76,11 @@ impl Setup {
         Self { endpoint, m2m, timeout, parallel, cancel, counter: Arc::new(AtomicU64::new(0)) }
     }
 
+    /// The same client, but not stopped by Ctrl-C: for the cleanup, which the timeout bounds.
+    pub(crate) fn detached(&self) -> Self {
+        Self { cancel: CancellationToken::new(), ..self.clone() }
+    }
+
     pub(crate) async fn connect(&self) -> anyhow::Result<Conn> {
         Conn::open(self.endpoint.clone())
             .await

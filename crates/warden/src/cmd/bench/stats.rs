@@ -189,8 +189,9 @@ pub(crate) struct Summary {
     pub(crate) errors_by_kind: BTreeMap<String, u64>,
     /// Connections opened, including the initial one per worker (more means the server closed some).
     pub(crate) connections: u64,
-    /// Open loop: measured requests that started more than 1 ms behind their timetable because
-    /// every worker was busy (their latency counts from the scheduled time). `null` in closed loop.
+    /// Open loop: measured requests that started more than 1 ms behind their timetable, because
+    /// every worker was busy or the client was short of CPU (their latency counts from the
+    /// scheduled time). `null` in closed loop.
     pub(crate) late_starts: Option<u64>,
     /// The first failure seen, in full: request, status, RSC and body.
     pub(crate) first_error: Option<String>,
@@ -321,7 +322,7 @@ fn write_summary(out: &mut String, s: &Summary) {
     if let Some(late) = s.late_starts.filter(|&n| n > 0) {
         let _ = writeln!(
             out,
-            "  timetable    {late} requests started > 1 ms late: every worker was busy (raise -c or lower --rate)"
+            "  timetable    {late} requests started > 1 ms behind schedule (all workers busy, or the client short of CPU)"
         );
     }
     if let Some(client) = s.client_cpu_us_per_request {
