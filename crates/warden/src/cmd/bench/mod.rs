@@ -500,6 +500,7 @@ async fn run_cse_scenario(cfg: &Config, cancel: &CancellationToken, progress: &P
     } else {
         let mut conn = setup.connect().await?;
         let ae = setup.register_ae(&mut conn, &cse_path, &cfg.api, cfg.ae_origin).await?;
+        progress.suspend(|| eprintln!("setup: AE {} registered, AE-ID {}", ae.path, ae.aei));
         bench_ae = Some(ae.clone());
         let reader = if cfg.reads_as_ae { ae.aei.as_str() } else { cfg.origin.as_str() };
         let prepared = async {
@@ -550,8 +551,9 @@ async fn cleanup(setup: &Setup, ae: &setup::BenchAe) {
         setup.delete_ae(&mut conn, ae).await
     }
     .await;
-    if let Err(e) = result {
-        eprintln!("warning: cleanup failed: {e:#}");
+    match result {
+        Ok(()) => eprintln!("cleanup: AE {} deleted", ae.path),
+        Err(e) => eprintln!("warning: cleanup failed: {e:#}"),
     }
 }
 
