@@ -103,7 +103,25 @@ fn registry_headers(ep: &Endpoint, token: &str) -> anyhow::Result<HeaderMap> {
     Ok(h)
 }
 
+/// Whether preloaded App-ID number `i` is in the registry.
+async fn exists(conn: &mut Conn, ep: &Endpoint, headers: &HeaderMap, i: u64) -> anyhow::Result<bool> {
+    let path = format!("/v1/app-ids/{REGISTRY_APP_ID_PREFIX}{i}");
+    let req = build_request(Method::GET, ep.path(&path).parse()?, headers.clone(), Bytes::new());
+    let mut body = Vec::new();
+    let head = conn.send(req, &mut body, CHECK_TIMEOUT).await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    match head.status {
+        200 => Ok(true),
+        404 => Ok(false),
+        status => anyhow::bail!(
+            "checking the preload: GET {path} answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(1000)])
+        ),
+    }
+}
+
 /// Makes sure App-IDs `0..count` are in the registry, importing them when the last is missing.
+/// A chunk whose first and last App-IDs are both there already (an earlier, smaller preload)
+/// is skipped; the registry imports a chunk all or nothing.
 pub(crate) async fn preload(
     ep: &Arc<Endpoint>,
     token: &str,
@@ -116,42 +134,37 @@ pub(crate) async fn preload(
     if count == 0 {
         return Ok(ImportStats::new(0, Duration::ZERO, true, false));
     }
-    let last = format!("{REGISTRY_APP_ID_PREFIX}{}", count - 1);
     let mut conn = Conn::open(ep.clone()).await.map_err(|e| anyhow::anyhow!("registry {}: {}", ep.url, e.detail))?;
-    let uri = ep.path(&format!("/v1/app-ids/{last}")).parse()?;
-    let req = build_request(Method::GET, uri, registry_headers(ep, token)?, Bytes::new());
-    let mut body = Vec::new();
-    let head = conn.send(req, &mut body, CHECK_TIMEOUT).await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-    match head.status {
-        200 => return Ok(ImportStats::new(0, Duration::ZERO, true, false)),
-        404 => {}
-        status => anyhow::bail!(
-            "checking the preload: GET /v1/app-ids/{last} answered HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(1000)])
-        ),
+    if exists(&mut conn, ep, &registry_headers(ep, token)?, count - 1).await? {
+        return Ok(ImportStats::new(0, Duration::ZERO, true, false));
     }
     drop(conn);
 
     progress.set_length(count);
     progress.set_position(0);
     progress.set_message("importing profiles");
-    let template = Arc::new(ProfileTemplate::new());
     let chunk = chunk.max(1);
-    let chunks = count.div_ceil(chunk);
-    let next = Arc::new(AtomicU64::new(0));
-    let imported = Arc::new(AtomicU64::new(0));
-    let stop = cancel.child_token();
+    let import = Arc::new(Import {
+        endpoint: ep.clone(),
+        headers: registry_headers(ep, token)?,
+        template: ProfileTemplate::new(),
+        count,
+        chunk,
+        chunks: count.div_ceil(chunk),
+        next: AtomicU64::new(0),
+        imported: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        stop: cancel.child_token(),
+        progress: progress.clone(),
+    });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..parallel.clamp(1, chunks as usize) {
-        let (ep, template, next, imported, stop, progress) =
-            (ep.clone(), template.clone(), next.clone(), imported.clone(), stop.clone(), progress.clone());
-        let headers = registry_headers(&ep, token)?;
+    for _ in 0..parallel.clamp(1, import.chunks as usize) {
+        let import = import.clone();
         tasks.spawn(async move {
-            let result =
-                import_chunks(&ep, headers, &template, count, chunk, chunks, &next, &imported, &stop, &progress).await;
+            let result = import.work().await;
             if result.is_err() {
-                stop.cancel();
+                import.stop.cancel();
             }
             result
         });
@@ -163,75 +176,103 @@ pub(crate) async fn preload(
             first_error = Some(e);
         }
     }
-    let done = imported.load(Ordering::Relaxed);
+    let done = import.imported.load(Ordering::Relaxed);
     if let Some(e) = first_error {
         return Err(e.context(format!("importing the preload ({done} of {count} records imported)")));
     }
-    Ok(ImportStats::new(done, started.elapsed(), false, cancel.is_cancelled()))
+    let mut stats = ImportStats::new(done, started.elapsed(), false, cancel.is_cancelled());
+    stats.skipped = import.skipped.load(Ordering::Relaxed);
+    Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn import_chunks(
-    ep: &Arc<Endpoint>,
+/// One import, shared by the tasks that send its chunks.
+struct Import {
+    endpoint: Arc<Endpoint>,
+    /// `Host`, `Accept` and the token.
     headers: HeaderMap,
-    template: &ProfileTemplate,
+    template: ProfileTemplate,
     count: u64,
     chunk: u64,
     chunks: u64,
-    next: &AtomicU64,
-    imported: &AtomicU64,
-    stop: &CancellationToken,
-    progress: &ProgressBar,
-) -> anyhow::Result<()> {
-    #[derive(Deserialize)]
-    struct Imported {
-        imported: u64,
-    }
-    let mut conn = Conn::open(ep.clone()).await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-    let uri: hyper::Uri = ep.path("/v1/import").parse()?;
-    let mut headers = headers;
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    let mut answer = Vec::new();
-    loop {
-        let c = next.fetch_add(1, Ordering::Relaxed);
-        if c >= chunks || stop.is_cancelled() {
-            return Ok(());
+    /// The next chunk to send.
+    next: AtomicU64,
+    imported: AtomicU64,
+    skipped: AtomicU64,
+    /// Ctrl-C, or another task's failure.
+    stop: CancellationToken,
+    progress: ProgressBar,
+}
+
+impl Import {
+    /// Sends chunks over one connection until there are none left.
+    async fn work(&self) -> anyhow::Result<()> {
+        #[derive(Deserialize)]
+        struct Imported {
+            imported: u64,
         }
-        let range = c * chunk..((c + 1) * chunk).min(count);
-        let lines = range.end - range.start;
-        let body = Bytes::from(template.ndjson(range.clone()));
-        let req = build_request(Method::POST, uri.clone(), headers.clone(), body);
-        let head = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return Ok(()),
-            head = conn.send(req, &mut answer, IMPORT_TIMEOUT) => head.map_err(|e| anyhow::anyhow!("{}", e.detail))?,
-        };
-        let text = || String::from_utf8_lossy(&answer[..answer.len().min(1000)]).into_owned();
-        if !(200..300).contains(&head.status) {
-            let hint = if head.status == 413 { " (try a smaller --import-chunk)" } else { "" };
-            anyhow::bail!(
-                "POST /v1/import of records {}..{} answered HTTP {}{hint}: {}",
-                range.start,
-                range.end,
-                head.status,
-                text()
-            );
+        let ep = &self.endpoint;
+        let mut conn = Conn::open(ep.clone()).await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+        let uri: hyper::Uri = ep.path("/v1/import").parse()?;
+        let mut headers = self.headers.clone();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        let mut answer = Vec::new();
+        loop {
+            let c = self.next.fetch_add(1, Ordering::Relaxed);
+            if c >= self.chunks || self.stop.is_cancelled() {
+                return Ok(());
+            }
+            let range = c * self.chunk..((c + 1) * self.chunk).min(self.count);
+            let lines = range.end - range.start;
+            let first = exists(&mut conn, ep, &self.headers, range.start).await?;
+            let last = exists(&mut conn, ep, &self.headers, range.end - 1).await?;
+            match (first, last) {
+                (true, true) => {
+                    self.skipped.fetch_add(lines, Ordering::Relaxed);
+                    self.progress.inc(lines);
+                    continue;
+                }
+                (false, false) => {}
+                _ => anyhow::bail!(
+                    "records {}..{} are partly in the registry already (an earlier preload with another \
+                     --import-chunk?): use the same --import-chunk, or a fresh registry",
+                    range.start,
+                    range.end
+                ),
+            }
+            let body = Bytes::from(self.template.ndjson(range.clone()));
+            let req = build_request(Method::POST, uri.clone(), headers.clone(), body);
+            let head = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ok(()),
+                head = conn.send(req, &mut answer, IMPORT_TIMEOUT) => head.map_err(|e| anyhow::anyhow!("{}", e.detail))?,
+            };
+            let text = || String::from_utf8_lossy(&answer[..answer.len().min(1000)]).into_owned();
+            if !(200..300).contains(&head.status) {
+                let hint = if head.status == 413 { " (try a smaller --import-chunk)" } else { "" };
+                anyhow::bail!(
+                    "POST /v1/import of records {}..{} answered HTTP {}{hint}: {}",
+                    range.start,
+                    range.end,
+                    head.status,
+                    text()
+                );
+            }
+            let got: Imported = serde_json::from_slice(&answer).map_err(|_| {
+                anyhow::anyhow!("POST /v1/import answered {} without {{\"imported\": n}}: {}", head.status, text())
+            })?;
+            if got.imported != lines {
+                anyhow::bail!(
+                    "POST /v1/import of records {}..{} imported {} of {lines}: {}",
+                    range.start,
+                    range.end,
+                    got.imported,
+                    text()
+                );
+            }
+            let done = self.imported.fetch_add(lines, Ordering::Relaxed) + lines;
+            self.progress.inc(lines);
+            self.progress.set_message(format!("{done}/{} records imported", self.count));
         }
-        let got: Imported = serde_json::from_slice(&answer).map_err(|_| {
-            anyhow::anyhow!("POST /v1/import answered {} without {{\"imported\": n}}: {}", head.status, text())
-        })?;
-        if got.imported != lines {
-            anyhow::bail!(
-                "POST /v1/import of records {}..{} imported {} of {lines} (are some already there?): {}",
-                range.start,
-                range.end,
-                got.imported,
-                text()
-            );
-        }
-        let done = imported.fetch_add(lines, Ordering::Relaxed) + lines;
-        progress.inc(lines);
-        progress.set_message(format!("{done}/{count} records imported"));
     }
 }
 

@@ -212,6 +212,8 @@ pub(crate) struct ImportStats {
     pub(crate) records_per_s: f64,
     /// True when the check found the preload already in place, so nothing was imported.
     pub(crate) already_present: bool,
+    /// Records found already there (whole chunks of an earlier, smaller preload) and skipped.
+    pub(crate) skipped: u64,
     pub(crate) interrupted: bool,
 }
 
@@ -219,7 +221,7 @@ impl ImportStats {
     pub(crate) fn new(records: u64, elapsed: Duration, already_present: bool, interrupted: bool) -> Self {
         let secs = elapsed.as_secs_f64();
         let rate = if secs > 0.0 { round1(records as f64 / secs) } else { 0.0 };
-        Self { records, seconds: round3(secs), records_per_s: rate, already_present, interrupted }
+        Self { records, seconds: round3(secs), records_per_s: rate, already_present, skipped: 0, interrupted }
     }
 }
 
@@ -270,11 +272,15 @@ impl Report {
                 let _ = writeln!(out, "  import       skipped: the bench App-IDs are already in the registry");
             } else {
                 let cut = if import.interrupted { " (interrupted)" } else { "" };
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "  import       {} records in {:.2} s ({:.0} records/s){cut}",
                     import.records, import.seconds, import.records_per_s
                 );
+                if import.skipped > 0 {
+                    let _ = write!(out, "; {} were there already", import.skipped);
+                }
+                out.push('\n');
             }
         }
         write_summary(&mut out, &self.summary);
