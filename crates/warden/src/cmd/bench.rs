@@ -1,8 +1,0 @@
-//! `warden bench`.
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
-
-pub(crate) async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`warden bench` is not built yet")
-}
