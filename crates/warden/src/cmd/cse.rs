@@ -306,16 +306,18 @@ pub(crate) async fn serve(mut run: CseRun, stop: CancellationToken) -> anyhow::R
     let router = service.router();
     let mut tasks = Vec::new();
     let s = stop.clone();
-    tasks.push(tokio::spawn(cse::net::serve(plain, None, router.clone(), run.limits.clone(), async move {
-        s.cancelled().await
-    })));
+    tasks.push(tokio::spawn(cse::net::serve(
+        plain,
+        None,
+        router.clone(),
+        run.limits,
+        async move { s.cancelled().await },
+    )));
     if let (Some(t), Some(l)) = (run.tls.take(), tls_listener) {
         let tls = TlsConfig::new(&t.cert_pem, &t.key_pem, service.trust.clone(), t.client_auth)
             .map_err(|e| usage(format!("TLS: {e}")))?;
         let s = stop.clone();
-        tasks.push(tokio::spawn(cse::net::serve(l, Some(tls), router, run.limits.clone(), async move {
-            s.cancelled().await
-        })));
+        tasks.push(tokio::spawn(cse::net::serve(l, Some(tls), router, run.limits, async move { s.cancelled().await })));
         tracing::info!(cse = %cse_id, "HTTPS on https://{} (client certificates {:?})", t.listen, t.client_auth);
     }
     match admission {

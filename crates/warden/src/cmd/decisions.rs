@@ -86,10 +86,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("no decisions");
         return Ok(());
     }
-    println!(
-        "{:<24} {:<14} {:<34} {:>3} {:<9} {:>4}  {}",
-        "TIME", "AE-ID", "APP-ID", "VER", "OUTCOME", "RSC", "REASON"
-    );
+    println!("{:<24} {:<14} {:<34} {:>3} {:<9} {:>4}  REASON", "TIME", "AE-ID", "APP-ID", "VER", "OUTCOME", "RSC");
     for d in &page.decisions {
         let version = d.profile_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         let rule = d.rule.as_deref().map(|r| format!(" [rule {r:?}]")).unwrap_or_default();

@@ -124,7 +124,7 @@ fn sample(schema: Option<&Value>, n: u64) -> Value {
         }
         Some("number") => json!(20.0 + (n % 10) as f64 / 2.0),
         Some("integer") => json!(n % 100),
-        Some("boolean") => json!(n % 2 == 0),
+        Some("boolean") => json!(n.is_multiple_of(2)),
         Some("string") => json!(format!("reading {n}")),
         Some("array") => json!([]),
         _ => json!({"value": n}),
