@@ -57,6 +57,16 @@ CREATE INDEX resources_children ON resources(pi, ty);
 CREATE INDEX resources_expiry ON resources(et);
 CREATE INDEX resources_mia ON resources(mia) WHERE mia IS NOT NULL;
 ";
+/// A container's newest and oldest instance (`la`, `ol`) as pointers, so that reading them is two
+/// unique lookups: a query ordered by `seq` on the children index is recompiled at every execution.
+const MIGRATION_2: &str = "
+ALTER TABLE resources ADD COLUMN la INTEGER;
+ALTER TABLE resources ADD COLUMN ol INTEGER;
+UPDATE resources SET
+    la = (SELECT max(i.seq) FROM resources i WHERE i.pi = resources.ri AND i.ty = 4),
+    ol = (SELECT min(i.seq) FROM resources i WHERE i.pi = resources.ri AND i.ty = 4)
+WHERE ty = 3;
+";
 
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
@@ -139,6 +149,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let v = v.unwrap_or(0);
     if v < 1 {
         conn.execute_batch(&format!("BEGIN; {MIGRATION_1} INSERT INTO schema_version VALUES (1); COMMIT;"))?;
+    }
+    if v < 2 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_2} INSERT INTO schema_version VALUES (2); COMMIT;"))?;
     }
     Ok(())
 }
@@ -238,9 +251,22 @@ impl Store for SqliteStore {
         latest: bool,
     ) -> StoreFuture<'a, Option<Resource>> {
         Box::pin(async move {
-            let order = if latest { "DESC" } else { "ASC" };
-            let sql = format!("SELECT {COLUMNS} FROM resources WHERE pi = ?1 AND ty = ?2 ORDER BY seq {order} LIMIT 1");
-            self.inner.read(|c| c.prepare_cached(&sql)?.query_row(params![pi, ty.num()], row_to_resource).optional())
+            let sql = match (ty, latest) {
+                (ResourceType::ContentInstance, true) => {
+                    format!("SELECT {COLUMNS} FROM resources WHERE seq = (SELECT la FROM resources WHERE ri = ?1)")
+                }
+                (ResourceType::ContentInstance, false) => {
+                    format!("SELECT {COLUMNS} FROM resources WHERE seq = (SELECT ol FROM resources WHERE ri = ?1)")
+                }
+                (_, true) => format!(
+                    "SELECT {COLUMNS} FROM resources WHERE pi = ?1 AND ty = {} ORDER BY seq DESC LIMIT 1",
+                    ty.num()
+                ),
+                (_, false) => {
+                    format!("SELECT {COLUMNS} FROM resources WHERE pi = ?1 AND ty = {} ORDER BY seq LIMIT 1", ty.num())
+                }
+            };
+            self.inner.read(|c| c.prepare_cached(&sql)?.query_row([pi], row_to_resource).optional())
         })
     }
 
@@ -475,12 +501,29 @@ fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
 
 fn create_instance(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
     insert(c, r)?;
+    let seq = c.last_insert_rowid();
     let pi = r.pi();
     let size = r.content_size() as i64;
-    c.prepare_cached("UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2 WHERE ri = ?3")
-        .and_then(|mut s| s.execute(params![size, r.ct().micros(), pi]))
-        .map_err(backend)?;
+    c.prepare_cached(
+        "UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2, la = ?3, ol = coalesce(ol, ?3)
+         WHERE ri = ?4",
+    )
+    .and_then(|mut s| s.execute(params![size, r.ct().micros(), seq, pi]))
+    .map_err(backend)?;
     enforce_quotas(c, pi, out)
+}
+
+/// Sets a container's `la` and `ol` pointers from its instances (after instances were removed).
+fn repoint(c: &Connection, container: &str) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE resources SET
+            la = (SELECT max(seq) FROM resources WHERE pi = ?1 AND ty = 4),
+            ol = (SELECT min(seq) FROM resources WHERE pi = ?1 AND ty = 4)
+         WHERE ri = ?1",
+    )
+    .and_then(|mut s| s.execute([container]))
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Removes the oldest instances of container `ri` while it is over its `mni` or `mbs`.
@@ -516,7 +559,7 @@ fn enforce_quotas(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), S
     c.prepare_cached("UPDATE resources SET cni = ?1, cbs = ?2 WHERE ri = ?3")
         .and_then(|mut s| s.execute(params![cni, cbs, ri]))
         .map_err(backend)?;
-    Ok(())
+    repoint(c, ri)
 }
 
 fn update(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
@@ -583,6 +626,7 @@ fn delete(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), StoreErro
         c.prepare_cached("UPDATE resources SET cni = max(cni - 1, 0), cbs = max(cbs - ?1, 0) WHERE ri = ?2")
             .and_then(|mut s| s.execute(params![cs, pi]))
             .map_err(backend)?;
+        repoint(c, &pi)?;
     }
     Ok(())
 }
