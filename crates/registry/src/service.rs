@@ -95,6 +95,7 @@ impl Registry {
 
     /// Starts the registry on any store.
     pub async fn with_store(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, OpenError> {
+        let metrics = telemetry::prometheus(); // installs the recorder before anything is recorded
         telemetry::describe();
         let tokens = TokenTable::default();
         let stored = store.tokens().await?;
@@ -145,7 +146,7 @@ impl Registry {
                 long_polls: Arc::new(Semaphore::new(config.limits.max_long_polls)),
                 limits: config.limits,
                 generated_admin: Mutex::new(generated),
-                metrics: telemetry::prometheus(),
+                metrics,
             }),
         })
     }
@@ -451,6 +452,11 @@ impl Registry {
     /// Health: the store answers.
     pub async fn healthy(&self) -> bool {
         self.inner.store.head().await.is_ok()
+    }
+
+    /// How many change-feed long-polls are waiting now.
+    pub fn change_feed_waiters(&self) -> usize {
+        self.inner.limits.max_long_polls - self.inner.long_polls.available_permits()
     }
 
     /// Wakes every long-poll and makes new ones answer at once; used when the server stops.
