@@ -1,4 +1,4 @@
-//! Signed answers, cached: a lookup or a GET of an unchanged record is served from memory without
+//! SignedBody answers, cached: a lookup or a GET of an unchanged record is served from memory without
 //! reading the database or signing again.
 //!
 //! Entries are grouped by App-ID so that a change drops every answer about that App-ID at once. The
@@ -19,7 +19,7 @@ const LOOKUPS_PER_APP: usize = 32;
 
 /// A response body and its `Warden-Signature` header.
 #[derive(Debug, Clone)]
-pub struct Signed {
+pub struct SignedBody {
     pub body: Bytes,
     pub signature: HeaderValue,
     /// The record's version, for the `ETag` (0 when there is no record).
@@ -28,7 +28,7 @@ pub struct Signed {
     pub label: &'static str,
 }
 
-impl Signed {
+impl SignedBody {
     fn weight(&self) -> usize {
         self.body.len() + self.signature.len() + 64
     }
@@ -36,8 +36,8 @@ impl Signed {
 
 #[derive(Default)]
 struct AppEntry {
-    get: Option<Signed>,
-    lookups: Vec<(Option<Box<str>>, Signed)>,
+    get: Option<SignedBody>,
+    lookups: Vec<(Option<Box<str>>, SignedBody)>,
     bytes: usize,
     next_slot: usize,
 }
@@ -84,7 +84,7 @@ impl SignedCache {
     }
 
     /// The cached answer, or a ticket to insert one after reading the database.
-    pub(crate) fn get(&self, app_id: &str, kind: Kind<'_>) -> Result<Signed, Ticket> {
+    pub(crate) fn get(&self, app_id: &str, kind: Kind<'_>) -> Result<SignedBody, Ticket> {
         let shard = self.shard(app_id).lock();
         let hit = shard.map.get(app_id).and_then(|e| match kind {
             Kind::Get => e.get.clone(),
@@ -94,7 +94,7 @@ impl SignedCache {
     }
 
     /// Caches `signed` unless the App-ID changed since `ticket` was taken.
-    pub(crate) fn insert(&self, app_id: &str, kind: Kind<'_>, signed: &Signed, ticket: Ticket) {
+    pub(crate) fn insert(&self, app_id: &str, kind: Kind<'_>, signed: &SignedBody, ticket: Ticket) {
         if self.max_bytes_per_shard == 0 {
             return;
         }
@@ -162,8 +162,8 @@ impl SignedCache {
 mod tests {
     use super::*;
 
-    fn signed(n: usize) -> Signed {
-        Signed {
+    fn signed(n: usize) -> SignedBody {
+        SignedBody {
             body: Bytes::from(vec![b'x'; n]),
             signature: HeaderValue::from_static("sig"),
             version: 1,

@@ -22,7 +22,7 @@ use onem2m::AppId;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::Signed;
+use crate::cache::SignedBody;
 use crate::failure::ApiFailure;
 use crate::service::{IfMatch, Registry, decode_cursor};
 use crate::store::{ListQuery, StoredRecord};
@@ -227,7 +227,7 @@ fn etag_value(version: u64) -> HeaderValue {
     HeaderValue::from_str(&appid::profile::etag(version)).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-fn signed_response(signed: Signed, etag: bool) -> Response {
+fn signed_response(signed: SignedBody, etag: bool) -> Response {
     let mut resp = json_response(StatusCode::OK, signed.body);
     resp.headers_mut().insert(appid::SIGNATURE_HEADER, signed.signature);
     if etag {

@@ -27,7 +27,7 @@ mod service;
 pub mod store;
 pub mod telemetry;
 
-pub use cache::Signed;
+pub use cache::SignedBody;
 pub use client::{ClientError, RegistryClient};
 pub use config::{Limits, RegistryConfig};
 pub use failure::ApiFailure;

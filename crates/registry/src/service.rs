@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenTable, generate_token, hash_token};
-use crate::cache::{Kind, Signed, SignedCache};
+use crate::cache::{Kind, SignedBody, SignedCache};
 use crate::config::{Limits, RegistryConfig};
 use crate::failure::ApiFailure;
 use crate::store::{
@@ -95,6 +95,7 @@ impl Registry {
 
     /// Starts the registry on any store.
     pub async fn with_store(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, OpenError> {
+        let metrics = telemetry::prometheus(); // installs the recorder before anything is recorded
         telemetry::describe();
         let tokens = TokenTable::default();
         let stored = store.tokens().await?;
@@ -145,7 +146,7 @@ impl Registry {
                 long_polls: Arc::new(Semaphore::new(config.limits.max_long_polls)),
                 limits: config.limits,
                 generated_admin: Mutex::new(generated),
-                metrics: telemetry::prometheus(),
+                metrics,
             }),
         })
     }
@@ -223,16 +224,16 @@ impl Registry {
         Ok(())
     }
 
-    fn sign(&self, body: Bytes, version: u64, label: &'static str) -> Signed {
+    fn sign(&self, body: Bytes, version: u64, label: &'static str) -> SignedBody {
         let signer = Arc::clone(&self.inner.signer.read());
         let sig = signer.sign(&body);
         // A kid and base64url are always a valid header value.
         let signature = HeaderValue::from_str(&sig).unwrap_or_else(|_| HeaderValue::from_static(""));
-        Signed { body, signature, version, label }
+        SignedBody { body, signature, version, label }
     }
 
     /// `POST /v1/lookup`: the signed answer about an App-ID and a device.
-    pub async fn lookup(&self, req: &LookupRequest) -> Result<Signed, ApiFailure> {
+    pub async fn lookup(&self, req: &LookupRequest) -> Result<SignedBody, ApiFailure> {
         let ae = req.ae_id.as_deref();
         let key = req.app_id.as_str();
         let ticket = match self.inner.cache.get(key, Kind::Lookup(ae)) {
@@ -263,7 +264,7 @@ impl Registry {
     }
 
     /// `GET /v1/app-ids/{appId}`: the signed record.
-    pub async fn get(&self, app_id: &AppId) -> Result<Signed, ApiFailure> {
+    pub async fn get(&self, app_id: &AppId) -> Result<SignedBody, ApiFailure> {
         let key = app_id.as_str();
         let ticket = match self.inner.cache.get(key, Kind::Get) {
             Ok(hit) => return Ok(hit),
@@ -451,6 +452,11 @@ impl Registry {
     /// Health: the store answers.
     pub async fn healthy(&self) -> bool {
         self.inner.store.head().await.is_ok()
+    }
+
+    /// How many change-feed long-polls are waiting now.
+    pub fn change_feed_waiters(&self) -> usize {
+        self.inner.limits.max_long_polls - self.inner.long_polls.available_permits()
     }
 
     /// Wakes every long-poll and makes new ones answer at once; used when the server stops.

@@ -61,5 +61,10 @@ pub(crate) fn describe() {
         metrics::describe_gauge!(WAITERS, "Change-feed long-polls waiting now");
         metrics::describe_counter!(IMPORTED, "Records registered through bulk import");
         metrics::describe_counter!(CHANGES, "Changes committed, by kind");
+        // Present from the start, at zero, so that dashboards and alerts see them.
+        metrics::gauge!(WAITERS).increment(0.0);
+        for result in ["registered", "unregistered", "denied"] {
+            metrics::counter!(LOOKUPS, "result" => result).increment(0);
+        }
     });
 }

@@ -83,7 +83,8 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
         conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
     } else {
         conn.pragma_update(None, "cache_size", -16384)?; // 16 MiB
-        conn.pragma_update(None, "mmap_size", 268_435_456)?;
+        // Map up to 2 GiB of the file (SQLite's default ceiling): point reads then copy no pages.
+        conn.pragma_update(None, "mmap_size", 2_147_418_112)?;
         conn.pragma_update(None, "query_only", true)?;
     }
     Ok(())
@@ -190,7 +191,13 @@ impl SqliteStore {
     }
 }
 
-const RECORD_COLUMNS: &str = "app_id, version, status, class, app_type, name, record, denied";
+macro_rules! record_columns {
+    () => {
+        "app_id, version, status, class, app_type, name, record, denied"
+    };
+}
+const RECORD_COLUMNS: &str = record_columns!();
+const GET_RECORD: &str = concat!("SELECT ", record_columns!(), " FROM app_ids WHERE app_id = ?1");
 
 fn record_from_row(row: &Row<'_>) -> Result<StoredRecord, StoreError> {
     let app_id: String = row.get(0)?;
@@ -247,7 +254,7 @@ impl Store for SqliteStore {
     fn get<'a>(&'a self, app_id: &'a AppId) -> StoreFuture<'a, Option<StoredRecord>> {
         Box::pin(async move {
             let reader = self.reader().await?;
-            let mut stmt = reader.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM app_ids WHERE app_id = ?1"))?;
+            let mut stmt = reader.prepare_cached(GET_RECORD)?;
             let mut rows = stmt.query([app_id.as_str()])?;
             match rows.next()? {
                 Some(row) => Ok(Some(record_from_row(row)?)),

@@ -82,6 +82,9 @@ pub(crate) enum Command {
         /// Lines per request.
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         chunk: u64,
+        /// Chunks in flight at once.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+        parallel: u64,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -166,7 +169,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
             let r = c.allow_device(&parse_id(&id)?, &ae_id, reason.as_deref()).await.map_err(explain)?;
             print_record(&r, out.json)
         }
-        Command::Import { file, chunk, json, registry } => import(&client(&registry)?, &file, chunk, json).await,
+        Command::Import { file, chunk, parallel, json, registry } => {
+            import(&client(&registry)?, &file, chunk, usize::try_from(parallel).unwrap_or(2), json).await
+        }
     }
 }
 
@@ -253,7 +258,7 @@ fn relocate(e: ClientError, first_line: u64) -> anyhow::Error {
     }
 }
 
-async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, json: bool) -> anyhow::Result<()> {
+async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, parallel: usize, json: bool) -> anyhow::Result<()> {
     let f = std::fs::File::open(file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::with_capacity(1 << 20, f);
@@ -269,9 +274,11 @@ async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, json: bool) -> a
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
+    // Up to `parallel` chunks in flight, so that the registry parses one while it writes another.
+    let mut in_flight: tokio::task::JoinSet<ChunkDone> = tokio::task::JoinSet::new();
     let (mut imported, mut line_no, mut buf, mut line) = (0u64, 0u64, Vec::new(), Vec::new());
-    let mut lines_in_buf = 0u64;
-    let mut first_line = 1u64;
+    let (mut lines_in_buf, mut first_line) = (0u64, 1u64);
+    let mut failed: Option<anyhow::Error> = None;
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", file.display()))?;
@@ -284,21 +291,32 @@ async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, json: bool) -> a
             lines_in_buf += 1;
         }
         if (n == 0 && !buf.is_empty()) || lines_in_buf == chunk {
-            let sent = buf.len() as u64;
-            let r = c.import_ndjson(Bytes::from(std::mem::take(&mut buf))).await.map_err(|e| {
-                bar.abandon();
-                let e = relocate(e, first_line);
-                anyhow::anyhow!("{e}\n{imported} records were imported before line {first_line}; lines from {first_line} on were not")
-            })?;
-            imported += r.imported;
-            bar.inc(sent);
-            bar.set_message(format!("{imported} imported"));
+            while in_flight.len() >= parallel.max(1) {
+                collect(in_flight.join_next().await, &bar, &mut imported, &mut failed);
+            }
+            if failed.is_some() {
+                break;
+            }
+            let (body, from, c) = (Bytes::from(std::mem::take(&mut buf)), first_line, c.clone());
+            in_flight.spawn(async move {
+                let sent = body.len() as u64;
+                (from, sent, c.import_ndjson(body).await.map(|r| r.imported))
+            });
             lines_in_buf = 0;
             first_line = line_no + 1;
         }
         if n == 0 {
             break;
         }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        collect(Some(done), &bar, &mut imported, &mut failed);
+    }
+    if let Some(e) = failed {
+        bar.abandon();
+        return Err(e.context(format!(
+            "{imported} records were imported (each chunk of {chunk} lines is one transaction; the failed chunk registered nothing)"
+        )));
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
@@ -309,5 +327,27 @@ async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, json: bool) -> a
     } else {
         println!("imported {imported} App-IDs in {secs:.1} s ({})", per_second(imported, secs));
         Ok(())
+    }
+}
+
+/// A finished chunk: its first line, its size, and how many records it registered.
+type ChunkDone = (u64, u64, Result<u64, ClientError>);
+
+/// Accounts for one finished chunk.
+fn collect(
+    done: Option<Result<ChunkDone, tokio::task::JoinError>>,
+    bar: &indicatif::ProgressBar,
+    imported: &mut u64,
+    failed: &mut Option<anyhow::Error>,
+) {
+    match done {
+        Some(Ok((_, sent, Ok(n)))) => {
+            *imported += n;
+            bar.inc(sent);
+            bar.set_message(format!("{imported} imported"));
+        }
+        Some(Ok((from, _, Err(e)))) if failed.is_none() => *failed = Some(relocate(e, from)),
+        Some(Err(e)) if failed.is_none() => *failed = Some(anyhow::anyhow!("an import request failed: {e}")),
+        _ => {}
     }
 }
