@@ -33,6 +33,8 @@ use crate::store::decisions::{Decision, DecisionLog};
 pub struct Registration<'a> {
     /// The AE-ID stem the AE will get.
     pub stem: &'a str,
+    /// The same AE-ID in its SP-relative and absolute forms.
+    pub full_ae_ids: &'a [String],
     pub app_id: &'a AppId,
     pub sa: Option<&'a SecurityAssociation>,
     /// The binding's name (`http`, `mqtt`).
@@ -336,6 +338,7 @@ impl Admission {
         let ev = Evidence {
             root_sha256: reg.sa.and_then(|sa| sa.root_sha256.as_deref()),
             ae_id: reg.stem,
+            full_ae_ids: reg.full_ae_ids,
             binding: reg.binding,
         };
         let verdict = judge(&self.policy, &record, &ev).map(|()| if stale { "admitted_cached" } else { "admitted" });

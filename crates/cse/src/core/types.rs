@@ -235,8 +235,10 @@ impl Cse {
         }
         let grant = match &self.admission {
             Some(a) => {
+                let full_ae_ids = self.full_ae_ids(&stem);
                 let reg = Registration {
                     stem: &stem,
+                    full_ae_ids: &full_ae_ids,
                     app_id: &app_id,
                     sa: ctx.sa.as_ref(),
                     binding: ctx.binding.name(),
