@@ -371,6 +371,20 @@ impl Admission {
         )
     }
 
+    /// Records a registration that the core refused because the client certificate's AE-ID does
+    /// not match the request (DESIGN.md §7 step 4; the core checks it where it chooses the stem).
+    pub async fn refused(&self, reg: &Registration<'_>, e: &Error) {
+        let v = Verdict {
+            outcome: "rejected",
+            rsc: e.rsc,
+            reason: Reason::ClaimMismatch.as_str(),
+            rule: None,
+            message: e.dbg.to_string(),
+        };
+        let d = self.decision(reg, None, v);
+        self.record(d).await;
+    }
+
     /// Records an admission and starts enforcing what it grants. Called once the AE is stored.
     pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>) {
         let version = grant.record().map(|r| r.version);
