@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
 use self::policy::{Evidence, Mode, Policy, Reason, Rejection, Unreachable, Unregistered, judge};
-use self::profiles::{Answer, Lookup, Profiles};
+use self::profiles::{Answer, Failure, Lookup, Profiles};
 use crate::core::SecurityAssociation;
 use crate::resource::Resource;
 use crate::store::decisions::{Decision, DecisionLog};
@@ -323,12 +323,8 @@ impl Admission {
         }
         let (answer, stale) = match self.profiles.lookup(reg.app_id).await {
             Lookup::Fresh(a) => (a, false),
-            Lookup::Stale(a) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
-            Lookup::Stale(_) => {
-                return self.unreachable(reg, Reason::RegistryUnreachable, "the registry cannot be reached");
-            }
-            Lookup::Unreachable(m) => return self.unreachable(reg, Reason::RegistryUnreachable, &m),
-            Lookup::Untrusted(m) => return self.unreachable(reg, Reason::BadSignature, &m),
+            Lookup::Stale(a, _) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
+            Lookup::Stale(_, f) | Lookup::Failed(f) => return self.failed(reg, &f),
         };
         let Some(record) = answer.record.clone() else {
             let rej =
@@ -345,30 +341,19 @@ impl Admission {
         (Some(answer), verdict)
     }
 
-    /// The registry gave no trustworthy answer and nothing usable is cached. An unreachable
-    /// registry is decided by `registry_unreachable`; an answer that fails its signature check is
-    /// never admitted.
-    fn unreachable(
-        &self,
-        reg: &Registration<'_>,
-        reason: Reason,
-        detail: &str,
-    ) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
+    /// The registry gave no usable answer, and no cached profile may be used (none is, or the
+    /// policy is not `cached`). An unreachable registry is decided by `registry_unreachable`; an
+    /// answer that fails its checks (a forged or truncated one) is never admitted.
+    fn failed(&self, reg: &Registration<'_>, f: &Failure) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
+        let (reason, what, detail) = match f {
+            Failure::Unreachable(m) => (Reason::RegistryUnreachable, "cannot be reached", m),
+            Failure::Untrusted(m) => (Reason::BadSignature, "gave an untrustworthy answer", m),
+        };
         if reason == Reason::RegistryUnreachable && self.policy.admission.registry_unreachable == Unreachable::Admit {
             return (None, Ok("admitted_unverified"));
         }
-        let what = if reason == Reason::BadSignature { "gave an untrustworthy answer" } else { "cannot be reached" };
-        (
-            None,
-            Err(Rejection::new(
-                Rsc::RemoteEntityNotReachable,
-                reason,
-                format!(
-                    "the App-ID registry {what} about {} ({detail}) and no valid cached profile exists",
-                    reg.app_id
-                ),
-            )),
-        )
+        let message = format!("the App-ID registry {what} about {} ({detail})", reg.app_id);
+        (None, Err(Rejection::new(Rsc::RemoteEntityNotReachable, reason, message)))
     }
 
     /// Records a registration that the core refused because the client certificate's AE-ID does
