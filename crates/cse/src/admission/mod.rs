@@ -468,17 +468,21 @@ impl Admission {
         binding: &str,
         payload_len: usize,
     ) -> Result<(), Error> {
-        // A credential bound to one AE speaks only for that AE.
-        if let Some(sa) = sa
-            && let Some(bound) = self.credentials.read().get(&sa.credential_id)
+        // A credential bound to one AE speaks only for that AE (audited only, when that AE was
+        // admitted in audit mode).
+        let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
+        if let Some(bound) = bound
             && bound != orig
             && orig != self.admin
         {
-            count_refusal("credential_mismatch", true);
-            return Err(Error::new(
-                Rsc::OriginatorNotAuthenticated,
-                format!("this certificate belongs to the AE {bound}, not to {orig}"),
-            ));
+            let enforced = self.aes.read().get(&bound).is_none_or(|s| s.enforced);
+            count_refusal("credential_mismatch", enforced);
+            if enforced {
+                return Err(Error::new(
+                    Rsc::OriginatorNotAuthenticated,
+                    format!("this certificate belongs to the AE {bound}, not to {orig}"),
+                ));
+            }
         }
         let Some(state) = self.aes.read().get(orig).cloned() else { return Ok(()) };
         let fail = |reason: &'static str, rsc: Rsc, msg: String| -> Result<(), Error> {
