@@ -785,6 +785,23 @@ async fn audit_mode_records_the_rejection_and_admits_without_enforcing() {
     assert_eq!(env.plain(&off_model).await.rsc, 2001, "outside the data model");
     let after = env.metric("warden_admission_request_refusals_total", &audited).await;
     assert!(after >= before + 5.0, "what enforcing would refuse is counted: {before} -> {after}");
+
+    // The credential binding is audited too: a certificate bound to one AE used for another, or
+    // the AE without its certificate, is noted and let through.
+    let acme = vendor_root("Acme");
+    env.create(x509(X509_APP, &[&acme])).await;
+    let dev = device(&acme, X509_APP);
+    let bound = env.tls_client(Some(&dev));
+    let r = register("C", "bound", X509_APP).send(&bound, env.https()).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let x = r.str_at("/m2m:ae/aei");
+    let audited = [("reason", "credential_mismatch"), ("outcome", "audited")];
+    let before = env.metric("warden_admission_request_refusals_total", &audited).await;
+    let r = Req::get("/cse-in/susp", &d[1].ae_id).send(&bound, env.https()).await;
+    assert_eq!(r.rsc, 2000, "X's certificate speaking for another AE: {}", r.body);
+    assert_eq!(env.plain(&Req::get("/cse-in/bound", &x)).await.rsc, 2000, "X without its certificate");
+    let after = env.metric("warden_admission_request_refusals_total", &audited).await;
+    assert!(after >= before + 2.0, "both are counted: {before} -> {after}");
 }
 
 // --- 5. the profile cache ---
