@@ -180,6 +180,13 @@ impl Env {
         Self { registry, admin, proxy, cse, server, http: client() }
     }
 
+    /// Stops the CSE and starts it again on the same data (new ports); the registry keeps running.
+    async fn restart(self) -> Self {
+        let Env { registry, admin, proxy, cse, server, http } = self;
+        let cse = cse.restart().await;
+        Env { registry, admin, proxy, cse, server, http }
+    }
+
     fn admission(&self) -> &Arc<Admission> {
         self.cse.service.cse.admission().expect("admission is on")
     }
@@ -668,6 +675,36 @@ async fn content_instances_must_match_the_data_model() {
     }
     let c = env.plain(&Req::get("/cse-in/thermo/temperature", &aei)).await;
     assert_eq!(c.at("/m2m:cnt/cni"), &json!(1), "only the matching instance was stored");
+}
+
+#[tokio::test]
+async fn admissions_survive_a_restart() {
+    let env = Env::start(ENFORCE).await;
+    let acme = vendor_root("Acme");
+    env.create(x509(X509_APP, &[&acme])).await;
+    env.create(with(profile(NONE_APP), "/communications/maxPayloadBytes", json!(300))).await;
+    let dev = device(&acme, X509_APP);
+    let r = register("C", "x", X509_APP).send(&env.tls_client(Some(&dev)), env.https()).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let x = r.str_at("/m2m:ae/aei");
+    let p = env.plain(&register("C", "p", NONE_APP)).await.str_at("/m2m:ae/aei");
+    let c = env.plain(&Req::create("/cse-in/p", &p, 3, json!({"m2m:cnt": {"rn": "c"}}))).await;
+    assert_eq!(c.rsc, 2001, "{}", c.body);
+
+    let env = env.restart().await;
+    // The binding and the trust in the App-ID's roots come back from the stored, signed profile.
+    let get_x = Req::get("/cse-in/x", &x);
+    assert_eq!(env.plain(&get_x).await.rsc, 4106, "still bound to its certificate");
+    assert_eq!(env.tls(&get_x, Some(&dev)).await.unwrap().rsc, 2000, "its certificate is trusted at once");
+    assert_eq!(env.tls(&get_x, Some(&device(&acme, X509_APP))).await.unwrap().rsc, 4106);
+    // So do the limits.
+    let big = Req::create("/cse-in/p/c", &p, 4, cin("text/plain:0", &"a".repeat(400)));
+    assert_eq!(env.plain(&big).await.rsc, 4126);
+    let small = Req::create("/cse-in/p/c", &p, 4, cin("text/plain:0", "a"));
+    assert_eq!(env.plain(&small).await.rsc, 2001);
+    // A credential cannot be bound twice after a restart either.
+    let r = register("C", "again", X509_APP).send(&env.tls_client(Some(&dev)), env.https()).await;
+    assert_eq!(r.rsc, 4106, "{}", r.body);
 }
 
 // --- 3. revocation ---
