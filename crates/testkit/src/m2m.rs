@@ -100,8 +100,13 @@ impl Req {
         self
     }
 
-    /// Sends to `base` (e.g. `http://127.0.0.1:8080`).
+    /// Sends to `base` (e.g. `http://127.0.0.1:8080`); panics when no response arrives.
     pub async fn send(&self, client: &Client, base: &str) -> Reply {
+        self.try_send(client, base).await.unwrap_or_else(|e| panic!("{} {}: {e}", self.method, self.path))
+    }
+
+    /// Sends to `base`; an error when no response arrives (e.g. the TLS handshake was refused).
+    pub async fn try_send(&self, client: &Client, base: &str) -> Result<Reply, reqwest::Error> {
         let has = |name: &str| self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let mut rb = client.request(self.method.clone(), format!("{base}{}", self.path));
         if !has("X-M2M-RI") {
@@ -128,13 +133,13 @@ impl Req {
         for (k, v) in &self.headers {
             rb = rb.header(k, v);
         }
-        let resp = rb.send().await.unwrap_or_else(|e| panic!("{} {}: {e}", self.method, self.path));
+        let resp = rb.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.unwrap_or_default();
         let rsc = headers.get("x-m2m-rsc").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { rsc, status, headers, body }
+        Ok(Reply { rsc, status, headers, body })
     }
 }
 

@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
 use self::policy::{Evidence, Mode, Policy, Reason, Rejection, Unreachable, Unregistered, judge};
-use self::profiles::{Answer, Lookup, Profiles};
+use self::profiles::{Answer, Failure, Lookup, Profiles};
 use crate::core::SecurityAssociation;
 use crate::resource::Resource;
 use crate::store::decisions::{Decision, DecisionLog};
@@ -33,6 +33,8 @@ use crate::store::decisions::{Decision, DecisionLog};
 pub struct Registration<'a> {
     /// The AE-ID stem the AE will get.
     pub stem: &'a str,
+    /// The same AE-ID in its SP-relative and absolute forms.
+    pub full_ae_ids: &'a [String],
     pub app_id: &'a AppId,
     pub sa: Option<&'a SecurityAssociation>,
     /// The binding's name (`http`, `mqtt`).
@@ -321,12 +323,8 @@ impl Admission {
         }
         let (answer, stale) = match self.profiles.lookup(reg.app_id).await {
             Lookup::Fresh(a) => (a, false),
-            Lookup::Stale(a) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
-            Lookup::Stale(_) => {
-                return self.unreachable(reg, Reason::RegistryUnreachable, "the registry cannot be reached");
-            }
-            Lookup::Unreachable(m) => return self.unreachable(reg, Reason::RegistryUnreachable, &m),
-            Lookup::Untrusted(m) => return self.unreachable(reg, Reason::BadSignature, &m),
+            Lookup::Stale(a, _) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
+            Lookup::Stale(_, f) | Lookup::Failed(f) => return self.failed(reg, &f),
         };
         let Some(record) = answer.record.clone() else {
             let rej =
@@ -336,36 +334,40 @@ impl Admission {
         let ev = Evidence {
             root_sha256: reg.sa.and_then(|sa| sa.root_sha256.as_deref()),
             ae_id: reg.stem,
+            full_ae_ids: reg.full_ae_ids,
             binding: reg.binding,
         };
         let verdict = judge(&self.policy, &record, &ev).map(|()| if stale { "admitted_cached" } else { "admitted" });
         (Some(answer), verdict)
     }
 
-    /// The registry gave no trustworthy answer and nothing usable is cached. An unreachable
-    /// registry is decided by `registry_unreachable`; an answer that fails its signature check is
-    /// never admitted.
-    fn unreachable(
-        &self,
-        reg: &Registration<'_>,
-        reason: Reason,
-        detail: &str,
-    ) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
+    /// The registry gave no usable answer, and no cached profile may be used (none is, or the
+    /// policy is not `cached`). An unreachable registry is decided by `registry_unreachable`; an
+    /// answer that fails its checks (a forged or truncated one) is never admitted.
+    fn failed(&self, reg: &Registration<'_>, f: &Failure) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
+        let (reason, what, detail) = match f {
+            Failure::Unreachable(m) => (Reason::RegistryUnreachable, "cannot be reached", m),
+            Failure::Untrusted(m) => (Reason::BadSignature, "gave an untrustworthy answer", m),
+        };
         if reason == Reason::RegistryUnreachable && self.policy.admission.registry_unreachable == Unreachable::Admit {
             return (None, Ok("admitted_unverified"));
         }
-        let what = if reason == Reason::BadSignature { "gave an untrustworthy answer" } else { "cannot be reached" };
-        (
-            None,
-            Err(Rejection::new(
-                Rsc::RemoteEntityNotReachable,
-                reason,
-                format!(
-                    "the App-ID registry {what} about {} ({detail}) and no valid cached profile exists",
-                    reg.app_id
-                ),
-            )),
-        )
+        let message = format!("the App-ID registry {what} about {} ({detail})", reg.app_id);
+        (None, Err(Rejection::new(Rsc::RemoteEntityNotReachable, reason, message)))
+    }
+
+    /// Records a registration that the core refused because the client certificate's AE-ID does
+    /// not match the request (DESIGN.md §7 step 4; the core checks it where it chooses the stem).
+    pub async fn refused(&self, reg: &Registration<'_>, e: &Error) {
+        let v = Verdict {
+            outcome: "rejected",
+            rsc: e.rsc,
+            reason: Reason::ClaimMismatch.as_str(),
+            rule: None,
+            message: e.dbg.to_string(),
+        };
+        let d = self.decision(reg, None, v);
+        self.record(d).await;
     }
 
     /// Records an admission and starts enforcing what it grants. Called once the AE is stored.
@@ -466,17 +468,21 @@ impl Admission {
         binding: &str,
         payload_len: usize,
     ) -> Result<(), Error> {
-        // A credential bound to one AE speaks only for that AE.
-        if let Some(sa) = sa
-            && let Some(bound) = self.credentials.read().get(&sa.credential_id)
+        // A credential bound to one AE speaks only for that AE (audited only, when that AE was
+        // admitted in audit mode).
+        let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
+        if let Some(bound) = bound
             && bound != orig
             && orig != self.admin
         {
-            count_refusal("credential_mismatch", true);
-            return Err(Error::new(
-                Rsc::OriginatorNotAuthenticated,
-                format!("this certificate belongs to the AE {bound}, not to {orig}"),
-            ));
+            let enforced = self.aes.read().get(&bound).is_none_or(|s| s.enforced);
+            count_refusal("credential_mismatch", enforced);
+            if enforced {
+                return Err(Error::new(
+                    Rsc::OriginatorNotAuthenticated,
+                    format!("this certificate belongs to the AE {bound}, not to {orig}"),
+                ));
+            }
         }
         let Some(state) = self.aes.read().get(orig).cloned() else { return Ok(()) };
         let fail = |reason: &'static str, rsc: Rsc, msg: String| -> Result<(), Error> {

@@ -342,6 +342,8 @@ pub struct Evidence<'a> {
     pub root_sha256: Option<&'a str>,
     /// The AE-ID the CSE is about to register (stem).
     pub ae_id: &'a str,
+    /// The same AE-ID in its SP-relative and absolute forms, which deny entries may name.
+    pub full_ae_ids: &'a [String],
     /// The binding the request came through.
     pub binding: &'a str,
 }
@@ -362,7 +364,8 @@ pub fn judge(policy: &Policy, record: &Record, ev: &Evidence<'_>) -> Result<(), 
             return Err(Rejection::new(Refused, Reason::Revoked, format!("the App-ID {} is revoked", record.app_id)));
         }
     }
-    if let Some(pattern) = appid::pattern::denied_by(&record.devices.denied, ev.ae_id) {
+    let mut forms = std::iter::once(ev.ae_id).chain(ev.full_ae_ids.iter().map(String::as_str));
+    if let Some(pattern) = forms.find_map(|id| appid::pattern::denied_by(&record.devices.denied, id)) {
         return Err(Rejection::new(
             Refused,
             Reason::DeviceDenied,
@@ -456,7 +459,7 @@ mbs = 1048576
     }
 
     fn ev<'a>(ae: &'a str, root: Option<&'a str>) -> Evidence<'a> {
-        Evidence { root_sha256: root, ae_id: ae, binding: "http" }
+        Evidence { root_sha256: root, ae_id: ae, full_ae_ids: &[], binding: "http" }
     }
 
     #[test]
@@ -495,8 +498,19 @@ mbs = 1048576
         assert_eq!(judge(&p, &s, &ev("Cdev", None)).unwrap_err().reason, Reason::Revoked);
         s.status = Status::Suspended;
         assert_eq!(judge(&p, &s, &ev("Cdev", None)).unwrap_err().reason, Reason::Suspended);
-        let r = record("consumer", "none", "software");
+        let mut r = record("consumer", "none", "software");
         assert_eq!(judge(&p, &r, &ev("S-stolen-1", None)).unwrap_err().reason, Reason::DeviceDenied);
+        // A deny entry may name the AE-ID in its SP-relative or absolute form.
+        r.devices.denied = vec!["/id-in/Cbad".into(), "//sp.example.com/id-in/Cworse".into()];
+        let forms = |stem: &str| vec![format!("/id-in/{stem}"), format!("//sp.example.com/id-in/{stem}")];
+        for stem in ["Cbad", "Cworse"] {
+            let full = forms(stem);
+            let e = Evidence { full_ae_ids: &full, ..ev(stem, None) };
+            assert_eq!(judge(&p, &r, &e).unwrap_err().reason, Reason::DeviceDenied, "{stem}");
+        }
+        let full = forms("Cgood");
+        judge(&p, &r, &Evidence { full_ae_ids: &full, ..ev("Cgood", None) }).unwrap();
+        let r = record("consumer", "none", "software");
         assert_eq!(
             judge(&p, &r, &Evidence { binding: "mqtt", ..ev("Cdev", None) }).unwrap_err().reason,
             Reason::BindingNotAllowed

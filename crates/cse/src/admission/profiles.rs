@@ -44,18 +44,25 @@ impl Answer {
     }
 }
 
+/// Why the registry gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It could not be asked (down, refusing, too slow, failing).
+    Unreachable(String),
+    /// Its answer was forged, truncated or otherwise not trustworthy.
+    Untrusted(String),
+}
+
 /// The outcome of a lookup.
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// A verified answer within its TTL (or just fetched).
     Fresh(Arc<Answer>),
-    /// The registry could not be asked; this verified answer is older than the TTL but younger than
-    /// the staleness bound.
-    Stale(Arc<Answer>),
-    /// The registry could not be asked, and nothing usable is cached.
-    Unreachable(String),
-    /// The registry's answer was forged, truncated or otherwise not trustworthy.
-    Untrusted(String),
+    /// The registry gave no usable answer, for the reason given; this verified answer is older
+    /// than the TTL but younger than the staleness bound.
+    Stale(Arc<Answer>, Failure),
+    /// The registry gave no usable answer, and nothing usable is cached.
+    Failed(Failure),
 }
 
 #[derive(Debug, Clone)]
@@ -67,13 +74,7 @@ struct Entry {
 /// What to do when an App-ID becomes suspended or revoked.
 type BlockHook = Box<dyn Fn(AppId) + Send + Sync>;
 
-type Fetch = Shared<BoxFuture<'static, Result<Arc<Answer>, FetchError>>>;
-
-#[derive(Debug, Clone)]
-enum FetchError {
-    Unreachable(String),
-    Untrusted(String),
-}
+type Fetch = Shared<BoxFuture<'static, Result<Arc<Answer>, Failure>>>;
 
 /// Settings of the profile source.
 #[derive(Debug, Clone)]
@@ -100,8 +101,8 @@ pub struct Profiles {
     on_block: Mutex<Option<BlockHook>>,
 }
 
-fn untrusted(e: impl std::fmt::Display) -> FetchError {
-    FetchError::Untrusted(e.to_string())
+fn untrusted(e: impl std::fmt::Display) -> Failure {
+    Failure::Untrusted(e.to_string())
 }
 
 impl Profiles {
@@ -138,12 +139,12 @@ impl Profiles {
     /// Verifies a signed answer kept from earlier (e.g. with a registered AE) and adopts it.
     pub fn adopt(&self, body: Bytes, signature: String) -> Result<Arc<Answer>, String> {
         let answer = self.verify(body, signature).map_err(|e| match e {
-            FetchError::Unreachable(m) | FetchError::Untrusted(m) => m,
+            Failure::Unreachable(m) | Failure::Untrusted(m) => m,
         })?;
         Ok(answer)
     }
 
-    fn verify(&self, body: Bytes, signature: String) -> Result<Arc<Answer>, FetchError> {
+    fn verify(&self, body: Bytes, signature: String) -> Result<Arc<Answer>, Failure> {
         self.keys.read().verify(&body, &signature).map_err(untrusted)?;
         let parsed: LookupResponse = serde_json::from_slice(&body).map_err(untrusted)?;
         if parsed.registered != parsed.record.is_some() {
@@ -164,21 +165,15 @@ impl Profiles {
         }
         match self.fetch(app_id).await {
             Ok(a) => Lookup::Fresh(a),
-            Err(e) => {
-                let stale = cached.filter(|e| e.answer.registered() && e.fetched.elapsed() < self.cfg.max_stale);
-                match (e, stale) {
-                    (FetchError::Unreachable(_), Some(s)) | (FetchError::Untrusted(_), Some(s)) => {
-                        Lookup::Stale(s.answer)
-                    }
-                    (FetchError::Unreachable(m), None) => Lookup::Unreachable(m),
-                    (FetchError::Untrusted(m), None) => Lookup::Untrusted(m),
-                }
-            }
+            Err(e) => match cached.filter(|e| e.answer.registered() && e.fetched.elapsed() < self.cfg.max_stale) {
+                Some(s) => Lookup::Stale(s.answer, e),
+                None => Lookup::Failed(e),
+            },
         }
     }
 
     /// One registry query per App-ID at a time.
-    async fn fetch(self: &Arc<Self>, app_id: &AppId) -> Result<Arc<Answer>, FetchError> {
+    async fn fetch(self: &Arc<Self>, app_id: &AppId) -> Result<Arc<Answer>, Failure> {
         let fut = {
             let mut inflight = self.inflight.lock();
             match inflight.get(app_id) {
@@ -201,13 +196,13 @@ impl Profiles {
         fut.await
     }
 
-    async fn query(&self, app_id: &AppId) -> Result<Arc<Answer>, FetchError> {
+    async fn query(&self, app_id: &AppId) -> Result<Arc<Answer>, Failure> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let signed = match tokio::time::timeout(self.cfg.lookup_timeout, self.client.lookup(app_id, None)).await {
-            Err(_) => return Err(FetchError::Unreachable("the registry did not answer in time".into())),
-            Ok(Err(ClientError::Transport(m))) => return Err(FetchError::Unreachable(m)),
+            Err(_) => return Err(Failure::Unreachable("the registry did not answer in time".into())),
+            Ok(Err(ClientError::Transport(m))) => return Err(Failure::Unreachable(m)),
             Ok(Err(ClientError::Api { status, error })) if status >= 500 => {
-                return Err(FetchError::Unreachable(format!("the registry failed: {}", error.message)));
+                return Err(Failure::Unreachable(format!("the registry failed: {}", error.message)));
             }
             Ok(Err(e)) => return Err(untrusted(e)),
             Ok(Ok(s)) => s,

@@ -167,8 +167,10 @@ impl Cse {
             e => store_error(e),
         })?;
         if let (Some(a), Some(g)) = (&self.admission, &grant) {
+            let full_ae_ids = self.full_ae_ids(res.ri());
             let reg = crate::admission::Registration {
                 stem: res.ri(),
+                full_ae_ids: &full_ae_ids,
                 app_id: &app_id,
                 sa: ctx.sa.as_ref(),
                 binding: ctx.binding.name(),

@@ -346,6 +346,17 @@ impl Cse {
         }
     }
 
+    /// The SP-relative and absolute AE-IDs of an AE of this CSE with `stem`.
+    pub(crate) fn full_ae_ids(&self, stem: &str) -> Vec<String> {
+        match onem2m::AeIdStem::parse(stem) {
+            Ok(s) => vec![
+                onem2m::AeId::sp_relative(&s, &self.cfg.cse_id),
+                onem2m::AeId::absolute(&s, &self.cfg.sp_id, &self.cfg.cse_id),
+            ],
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// True for the admin originator and for this CSE itself: full access.
     pub(crate) fn is_privileged(&self, orig: &str) -> bool {
         orig == self.cfg.admin || orig == self.cfg.cse_id.as_str() || orig == self.cfg.cse_ri()

@@ -172,46 +172,39 @@ impl Cse {
         ctx: &Ctx,
         now: Timestamp,
     ) -> Result<NewAe, Error> {
-        // An AE-ID in the client certificate names the stem; the originator must agree with it.
-        let cert_stem = match ctx.sa.as_ref().and_then(|sa| sa.ae_id.as_deref()) {
-            Some(uri) => match onem2m::AeId::parse(uri).ok().and_then(|ae| self.local_ae_stem(&ae)) {
-                Some(s) => Some(s),
-                None => {
-                    return Err(Error::new(
-                        Rsc::OriginatorNotAuthenticated,
-                        format!("the certificate's AE-ID {uri} is not an AE-ID of this CSE"),
-                    ));
-                }
-            },
-            None => None,
+        // An AE-ID in the client certificate names the stem; the originator must agree with it
+        // (TS-0001 §10.2.2.2 step 003 a). A disagreement is answered once `api` is known, so that
+        // admission records it like any other refusal (DESIGN.md §7 steps 3 and 4).
+        let cert_ae = ctx.sa.as_ref().and_then(|sa| sa.ae_id.as_deref());
+        let cert_stem = cert_ae.and_then(|uri| onem2m::AeId::parse(uri).ok()).and_then(|ae| self.local_ae_stem(&ae));
+        let mut claim = match (cert_ae, &cert_stem) {
+            (Some(uri), None) => Some(format!("the certificate's AE-ID {uri} is not an AE-ID of this CSE")),
+            _ => None,
         };
         let stem = match &orig.kind {
-            Originator::Empty | Originator::NewC | Originator::NewS if cert_stem.is_some() => {
-                let s = cert_stem.clone().unwrap_or_default();
-                let wanted = match orig.kind {
-                    Originator::NewC => Some('C'),
-                    Originator::NewS => Some('S'),
-                    _ => None,
-                };
-                if wanted.is_some_and(|k| !s.starts_with(k)) {
-                    return Err(Error::new(
-                        Rsc::OriginatorNotAuthenticated,
-                        "the certificate's AE-ID is of the other kind",
-                    ));
+            Originator::Empty | Originator::NewC | Originator::NewS if cert_ae.is_some() => match &cert_stem {
+                Some(s) => {
+                    let wanted = match orig.kind {
+                        Originator::NewC => Some('C'),
+                        Originator::NewS => Some('S'),
+                        _ => None,
+                    };
+                    if wanted.is_some_and(|k| !s.starts_with(k)) {
+                        claim = Some(format!("the certificate's AE-ID {s} is of the other kind"));
+                    }
+                    s.clone()
                 }
-                s
-            }
+                // Refused below; the certificate's claim names the AE in the decision log.
+                None => cert_ae.unwrap_or_default().to_owned(),
+            },
             Originator::Empty | Originator::NewC => ids::new_stem('C'),
             Originator::NewS => ids::new_stem('S'),
             Originator::Ae(ae) => {
                 let s = self.local_ae_stem(ae).ok_or_else(|| {
                     Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE")
                 })?;
-                if cert_stem.as_ref().is_some_and(|c| c != &s) {
-                    return Err(Error::new(
-                        Rsc::OriginatorNotAuthenticated,
-                        "the originator is not the AE-ID in the client certificate",
-                    ));
+                if let Some(c) = cert_stem.as_ref().filter(|c| *c != &s) {
+                    claim = Some(format!("the originator is not {c}, the AE-ID in the client certificate"));
                 }
                 s
             }
@@ -224,6 +217,22 @@ impl Cse {
         };
         let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default();
         let app_id = AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
+        if let Some(message) = claim {
+            let e = Error::new(Rsc::OriginatorNotAuthenticated, message);
+            if let Some(a) = &self.admission {
+                let full_ae_ids = self.full_ae_ids(&stem);
+                let reg = Registration {
+                    stem: &stem,
+                    full_ae_ids: &full_ae_ids,
+                    app_id: &app_id,
+                    sa: ctx.sa.as_ref(),
+                    binding: ctx.binding.name(),
+                    now,
+                };
+                a.refused(&reg, &e).await;
+            }
+            return Err(e);
+        }
         check_release_list("srv", attrs.get("srv"))?;
         check_serializations(attrs.get("csz"))?;
         check_poa(attrs.get("poa"))?;
@@ -235,8 +244,10 @@ impl Cse {
         }
         let grant = match &self.admission {
             Some(a) => {
+                let full_ae_ids = self.full_ae_ids(&stem);
                 let reg = Registration {
                     stem: &stem,
+                    full_ae_ids: &full_ae_ids,
                     app_id: &app_id,
                     sa: ctx.sa.as_ref(),
                     binding: ctx.binding.name(),

@@ -1,5 +1,6 @@
 //! The CSE's integration tests: one binary, one module per area.
 
+mod admission;
 mod conformance;
 mod lifecycle;
 mod notifications;
