@@ -1,6 +1,5 @@
 //! The App-ID profile and everything about it that needs no I/O: its types and validation, the
-//! Ed25519 signatures over registry answers, device deny patterns, the certificate SAN convention,
-//! and the bodies of the registry API that the server and its clients share.
+//! Ed25519 signatures over registry answers, device deny patterns, and the bodies of the registry API that the server and its clients share.
 //!
 //! # Layout
 //! - [`profile`]: [`Record`] (what the registry stores and serves) and [`Draft`] (what a client
@@ -8,7 +7,9 @@
 //! - [`sign`]: [`Signer`] and [`KeySet`]: the `Warden-Signature` header and `GET /v1/keys`.
 //! - [`api`]: lookup, change feed, errors, list pages and the admin calls' bodies.
 //! - [`pattern`]: `*` patterns over AE-IDs and originators.
-//! - [`san`]: the App-ID SAN URI, `urn:onem2m:app-id:` followed by the App-ID.
+//!
+//! The certificate SAN convention (`urn:onem2m:app-id:<App-ID>`) lives in the `pki` crate, with the
+//! code that writes and reads certificates.
 //!
 //! # Architecture invariant
 //! This crate does no I/O, reads no clock and draws no random numbers: callers pass `now` and seeds.
@@ -18,7 +19,6 @@ pub mod api;
 pub mod error;
 pub mod pattern;
 pub mod profile;
-pub mod san;
 pub mod sign;
 
 pub use api::{
@@ -31,5 +31,4 @@ pub use profile::{
     DataModel, DataPrivacy, Devices, Draft, Issue, KeyStorage, Record, Registrant, Root, Security, Sharing, Status,
     TlsVersion, parse_draft, parse_record,
 };
-pub use san::{APP_ID_URI_PREFIX, app_id_uri, parse_app_id_uri};
 pub use sign::{KeyInfo, KeySet, SIGNATURE_HEADER, SignatureError, Signer};

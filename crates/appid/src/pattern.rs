@@ -47,28 +47,10 @@ pub fn check_chars(p: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// True if `text` matches `pattern`, where `*` matches any run of characters. Linear in practice:
-/// it backtracks only to the last `*` seen.
+/// True if `text` matches `pattern`, where `*` matches any run of characters (patterns here hold no
+/// `?`, so this is [`onem2m::id::wildcard_match`]).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None; // (index after the star, text index it matched up to)
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi + 1, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((after, matched)) = star {
-            pi = after;
-            ti = matched + 1;
-            star = Some((after, matched + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    onem2m::id::wildcard_match(pattern, text)
 }
 
 /// The first deny pattern that denies the device `ae_id`, if any. See the module doc for how

@@ -99,7 +99,7 @@ impl Service {
                 }
                 tasks.spawn(profiles.clone().follow(ac.feed_from, cancel.clone()));
                 tasks.spawn(profiles.clone().serve_trust_misses(cancel.clone()));
-                (Some(Admission::new(ac.policy, profiles, log, cfg.cse.admin.clone())), Some(rx))
+                (Some(Admission::new(ac.policy, profiles, log)), Some(rx))
             }
         };
         let cse = Cse::start(cfg.cse, store, notifier, clock, admission)

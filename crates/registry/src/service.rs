@@ -57,7 +57,7 @@ pub struct Registry {
 
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
-    tokens: TokenTable,
+    tokens: Arc<TokenTable>,
     signer: RwLock<Arc<Signer>>,
     keys: RwLock<KeySet>,
     key_change: tokio::sync::Mutex<()>,
@@ -97,7 +97,7 @@ impl Registry {
     pub async fn with_store(store: Arc<dyn Store>, config: RegistryConfig) -> Result<Self, OpenError> {
         let metrics = telemetry::prometheus(); // installs the recorder before anything is recorded
         telemetry::describe();
-        let tokens = TokenTable::default();
+        let tokens = Arc::new(TokenTable::default());
         let stored = store.tokens().await?;
         let has_admin = stored.iter().any(|t| t.role == Role::Admin);
         for t in &stored {
@@ -166,6 +166,12 @@ impl Registry {
     }
 
     /// Checks the `Authorization` header for at least `need`.
+    /// The registry's token table, to let another server of the same process (the CSE of `warden
+    /// up`) accept the registry's admin tokens.
+    pub fn token_table(&self) -> Arc<TokenTable> {
+        self.inner.tokens.clone()
+    }
+
     pub(crate) fn authorize(&self, authorization: Option<&HeaderValue>, need: Role) -> Result<Role, ApiFailure> {
         Ok(self.inner.tokens.check(authorization.map(HeaderValue::as_bytes), need)?)
     }

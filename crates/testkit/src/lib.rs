@@ -9,3 +9,20 @@ pub mod pki;
 pub mod proxy;
 pub mod registry;
 pub mod sink;
+
+use std::time::Duration;
+
+/// Polls `f` every 50 ms until it is true, at most `timeout`; whether it became true. For state that
+/// changes asynchronously (expiry, a change feed), where a test has nothing to wait on.
+pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -166,7 +166,6 @@ pub struct Admission {
     policy: Policy,
     profiles: Arc<Profiles>,
     log: DecisionLog,
-    admin: String,
     aes: RwLock<HashMap<String, Arc<AeState>>>,
     credentials: RwLock<HashMap<String, String>>,
     schemas: Mutex<HashMap<(String, u64, String), Arc<jsonschema::Validator>>>,
@@ -182,12 +181,11 @@ fn count_refusal(reason: &'static str, enforced: bool) {
 }
 
 impl Admission {
-    pub fn new(policy: Policy, profiles: Arc<Profiles>, log: DecisionLog, admin: String) -> Arc<Self> {
+    pub fn new(policy: Policy, profiles: Arc<Profiles>, log: DecisionLog) -> Arc<Self> {
         Arc::new(Self {
             policy,
             profiles,
             log,
-            admin,
             aes: RwLock::new(HashMap::new()),
             credentials: RwLock::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
@@ -473,7 +471,6 @@ impl Admission {
         let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
         if let Some(bound) = bound
             && bound != orig
-            && orig != self.admin
         {
             let enforced = self.aes.read().get(&bound).is_none_or(|s| s.enforced);
             count_refusal("credential_mismatch", enforced);

@@ -114,11 +114,13 @@ pub struct Ctx {
     pub sa: Option<SecurityAssociation>,
     /// The size of the request body on the wire, in bytes.
     pub payload_len: usize,
+    /// The request proved that it comes from the admin (the binding checked the admin token).
+    pub admin_authenticated: bool,
 }
 
 impl Ctx {
     pub fn plain(binding: Binding) -> Self {
-        Self { binding, sa: None, payload_len: 0 }
+        Self { binding, sa: None, payload_len: 0, admin_authenticated: false }
     }
 }
 
@@ -278,14 +280,18 @@ impl Cse {
         }
         let orig = self.originator(&req)?;
         if let Some(a) = &self.admission {
-            if a.mode() == crate::admission::policy::Mode::Enforce
-                && matches!(orig.kind, Originator::Cse { .. })
-                && ctx.sa.is_none()
-                && ctx.binding != Binding::Internal
-            {
+            let enforcing = a.mode() == crate::admission::policy::Mode::Enforce && ctx.binding != Binding::Internal;
+            if enforcing && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
                 return Err(Error::new(
                     Rsc::SecurityAssociationRequired,
                     "a CSE-ID originator needs a security association",
+                ));
+            }
+            // With admission enforced, full access needs proof: the admin token.
+            if enforcing && orig.id == self.cfg.admin && !ctx.admin_authenticated {
+                return Err(Error::new(
+                    Rsc::OriginatorNotAuthenticated,
+                    "the admin originator must present the admin token (Authorization: Bearer)",
                 ));
             }
             let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);

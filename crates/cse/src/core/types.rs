@@ -217,18 +217,18 @@ impl Cse {
         };
         let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default();
         let app_id = AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
+        let full_ae_ids = self.full_ae_ids(&stem);
+        let reg = Registration {
+            stem: &stem,
+            full_ae_ids: &full_ae_ids,
+            app_id: &app_id,
+            sa: ctx.sa.as_ref(),
+            binding: ctx.binding.name(),
+            now,
+        };
         if let Some(message) = claim {
             let e = Error::new(Rsc::OriginatorNotAuthenticated, message);
             if let Some(a) = &self.admission {
-                let full_ae_ids = self.full_ae_ids(&stem);
-                let reg = Registration {
-                    stem: &stem,
-                    full_ae_ids: &full_ae_ids,
-                    app_id: &app_id,
-                    sa: ctx.sa.as_ref(),
-                    binding: ctx.binding.name(),
-                    now,
-                };
                 a.refused(&reg, &e).await;
             }
             return Err(e);
@@ -243,18 +243,7 @@ impl Cse {
             ));
         }
         let grant = match &self.admission {
-            Some(a) => {
-                let full_ae_ids = self.full_ae_ids(&stem);
-                let reg = Registration {
-                    stem: &stem,
-                    full_ae_ids: &full_ae_ids,
-                    app_id: &app_id,
-                    sa: ctx.sa.as_ref(),
-                    binding: ctx.binding.name(),
-                    now,
-                };
-                Some(a.decide(&reg).await?)
-            }
+            Some(a) => Some(a.decide(&reg).await?),
             None => None,
         };
         let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await?;

@@ -20,6 +20,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use onem2m::{Error, Response, Rsc, Serialization};
 
+use appid::Role;
+use registry::auth::{TokenTable, hash_token};
+
 use crate::core::{Binding, Cse, Ctx, SecurityAssociation};
 use crate::net::Peer;
 use crate::telemetry;
@@ -32,13 +35,30 @@ const X_M2M_UTRSP: HeaderName = HeaderName::from_static("x-m2m-utrsp");
 pub struct HttpConfig {
     /// The largest request body accepted; larger ones get 413 (RSC 4000) without being read.
     pub max_body: usize,
-    /// The bearer token of the admin API (`/admin/...`); without one the admin API is not served.
-    pub admin_token: Option<String>,
+    /// The tokens that prove the admin: for the admin API (`/admin/...`), and for the admin
+    /// originator when admission is enforced. Without them the admin API is not served.
+    pub admin_tokens: Option<Arc<TokenTable>>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body: 1024 * 1024, admin_token: None }
+        Self { max_body: 1024 * 1024, admin_tokens: None }
+    }
+}
+
+impl HttpConfig {
+    /// Accepts `token` as the admin's.
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        let table = TokenTable::default();
+        table.insert(hash_token(token), Role::Admin);
+        self.admin_tokens = Some(Arc::new(table));
+        self
+    }
+
+    fn is_admin(&self, authorization: Option<&HeaderValue>) -> bool {
+        self.admin_tokens
+            .as_ref()
+            .is_some_and(|t| t.check(authorization.map(HeaderValue::as_bytes), Role::Admin).is_ok())
     }
 }
 
@@ -55,15 +75,10 @@ pub fn router(cse: Arc<Cse>, cfg: HttpConfig) -> Router {
     if upper_tester {
         r = r.route("/__ut__", post(upper_tester_cmd));
     }
-    if app.cfg.admin_token.is_some() {
+    if app.cfg.admin_tokens.is_some() {
         r = r.route("/admin/decisions", get(decisions));
     }
     r.fallback(onem2m).with_state(app)
-}
-
-/// Compares in time independent of where the inputs first differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> axum::response::Response {
@@ -80,15 +95,8 @@ async fn decisions(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> axum::response::Response {
     let err = |status: StatusCode, msg: &str| json_response(status, &serde_json::json!({"error": msg}));
-    let given =
-        headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let Some(want) = app.cfg.admin_token.as_deref() else { return err(StatusCode::NOT_FOUND, "no admin API") };
-    match given {
-        None => return err(StatusCode::UNAUTHORIZED, "a bearer token is required"),
-        Some(t) if !same_secret(t.as_bytes(), want.as_bytes()) => {
-            return err(StatusCode::UNAUTHORIZED, "unknown token");
-        }
-        Some(_) => {}
+    if !app.cfg.is_admin(headers.get(http::header::AUTHORIZATION)) {
+        return err(StatusCode::UNAUTHORIZED, "the admin token is required (Authorization: Bearer)");
     }
     let Some(admission) = app.cse.admission() else {
         return json_response(StatusCode::OK, &serde_json::json!({"decisions": [], "admission": "off"}));
@@ -184,7 +192,13 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
             return early_error(&echo, &Error::bad_request("the request body could not be read"), None);
         }
     };
-    let ctx = Ctx { binding: Binding::Http, sa: security_association(&parts.extensions), payload_len: bytes.len() };
+    let admin_authenticated = app.cfg.is_admin(parts.headers.get(http::header::AUTHORIZATION));
+    let ctx = Ctx {
+        binding: Binding::Http,
+        sa: security_association(&parts.extensions),
+        payload_len: bytes.len(),
+        admin_authenticated,
+    };
     let req = match mapping::to_primitive(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, &bytes) {
         Ok(r) => r,
         Err(e) => {

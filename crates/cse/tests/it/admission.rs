@@ -17,6 +17,7 @@ use onem2m::AppId;
 use registry::RegistryClient;
 use serde_json::{Value, json};
 use testkit::cse::{CseOptions, TestCse};
+use testkit::eventually;
 use testkit::m2m::{Reply, Req, client};
 use testkit::pki::{
     Identity, Root, ServerIdentity, device, device_with_ae_id, expired_device, https_client, server_identity,
@@ -32,6 +33,11 @@ const REVOCATION_BOUND: Duration = Duration::from_secs(5);
 const ADMIN: &str = "CAdmin";
 const ADMIN_TOKEN: &str = "test-cse-admin-token-0123456789";
 
+/// A request of the admin originator, with the admin token it needs when admission is enforced.
+fn as_admin(r: Req) -> Req {
+    r.header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+}
+
 /// Enforce, reject what cannot be verified, and one rule.
 const ENFORCE: &str = r#"
 [admission]
@@ -44,20 +50,6 @@ name = "critical infrastructure needs a TPM"
 when = { class = "critical-infrastructure" }
 require = { keyStorage = ["tpm"] }
 "#;
-
-/// Polls `f` every 50 ms until it is true, at most `timeout`.
-async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // --- profiles ---
 
@@ -171,7 +163,7 @@ impl Env {
         };
         let server = Arc::new(server_identity());
         let opts = CseOptions {
-            http: HttpConfig { admin_token: Some(ADMIN_TOKEN.into()), ..HttpConfig::default() },
+            http: HttpConfig::default().with_admin_token(ADMIN_TOKEN),
             admission: Some(admission),
             tls: Some((server.clone(), ClientAuth::Optional)),
             ..CseOptions::default()
@@ -460,7 +452,7 @@ async fn every_admission_decision_has_its_code_and_its_log_entry() {
     }
     // The AE-ID in the certificate became the AE's stem.
     let i = rows.iter().position(|r| r.name == "the certificate's AE-ID gives the stem").unwrap();
-    assert_eq!(env.plain(&Req::get(&format!("/cse-in/m{i}"), ADMIN)).await.str_at("/m2m:ae/aei"), "Sdev0001");
+    assert_eq!(env.plain(&as_admin(Req::get(&format!("/cse-in/m{i}"), ADMIN))).await.str_at("/m2m:ae/aei"), "Sdev0001");
 
     // The same log through the admin API, filtered; the token is required.
     let url = format!("{}/admin/decisions?outcome=rejected&appId={X509_APP}", env.cse.url);
@@ -538,7 +530,7 @@ async fn the_privacy_policy_follows_data_privacy() {
         let c = env.plain(&Req::create(&format!("/cse-in/{rn}"), &aei, 3, json!({"m2m:cnt": {"rn": "data"}}))).await;
         assert_eq!(c.rsc, 2001, "{}", c.body);
         // The container carries the AE's privacy policy.
-        let acp = env.plain(&Req::get(&format!("/cse-in/{rn}/acpPrivacy"), ADMIN)).await;
+        let acp = env.plain(&as_admin(Req::get(&format!("/cse-in/{rn}/acpPrivacy"), ADMIN))).await;
         assert_eq!(acp.rsc, 2000, "{}", acp.body);
         assert_eq!(c.at("/m2m:cnt/acpi"), &json!([acp.str_at("/m2m:acp/ri")]));
         let w = env.plain(&Req::create(&format!("/cse-in/{rn}/data"), &aei, 4, cin("text/plain:0", "72 bpm"))).await;
@@ -553,7 +545,7 @@ async fn the_privacy_policy_follows_data_privacy() {
     let read = |rn: &str, who: &str| Req::get(&format!("/cse-in/{rn}/data/la"), who);
     // Restricted: the AE, the admin and the allowed recipients read; nobody else.
     assert_eq!(env.plain(&read("shared", &owners[0])).await.rsc, 2000);
-    assert_eq!(env.plain(&read("shared", ADMIN)).await.rsc, 2000);
+    assert_eq!(env.plain(&as_admin(read("shared", ADMIN))).await.rsc, 2000);
     let r = env.plain(&read("shared", "Cehr0001")).await;
     assert_eq!((r.rsc, r.str_at("/m2m:cin/con")), (2000, "72 bpm".into()));
     assert_eq!(env.plain(&read("shared", "Cstranger01")).await.rsc, 4103);
@@ -562,7 +554,7 @@ async fn the_privacy_policy_follows_data_privacy() {
     assert_eq!(env.plain(&w).await.rsc, 4103);
     // None: only the AE and the admin, whatever the recipients list says.
     assert_eq!(env.plain(&read("private", &owners[1])).await.rsc, 2000);
-    assert_eq!(env.plain(&read("private", ADMIN)).await.rsc, 2000);
+    assert_eq!(env.plain(&as_admin(read("private", ADMIN))).await.rsc, 2000);
     assert_eq!(env.plain(&read("private", "Cehr0001")).await.rsc, 4103);
     assert_eq!(env.plain(&read("private", "Cstranger01")).await.rsc, 4103);
     // One owner cannot read the other's data either.
@@ -628,7 +620,11 @@ async fn the_rate_limit_refuses_the_fourth_request_in_a_row() {
     // The limit is the AE's own: another AE of the App-ID is not affected, nor the admin.
     let r = env.plain(&register("C", "quiet", NONE_APP)).await;
     assert_eq!(env.plain(&Req::get("/cse-in/quiet", &r.str_at("/m2m:ae/aei"))).await.rsc, 2000);
-    assert_eq!(env.plain(&Req::get("/cse-in/chatty", ADMIN)).await.rsc, 2000);
+    assert_eq!(env.plain(&as_admin(Req::get("/cse-in/chatty", ADMIN))).await.rsc, 2000);
+    // With admission enforced, the admin originator alone proves nothing.
+    assert_eq!(env.plain(&Req::get("/cse-in/chatty", ADMIN)).await.rsc, 4106);
+    let wrong = Req::get("/cse-in/chatty", ADMIN).header("Authorization", "Bearer not-the-token");
+    assert_eq!(env.plain(&wrong).await.rsc, 4106);
 }
 
 #[tokio::test]
@@ -771,8 +767,8 @@ async fn on_revoke_delete_removes_the_aes() {
 
     env.admin.set_status(&gone, Status::Revoked, "recalled").await.unwrap();
     let deleted = eventually(DEADLINE, async || {
-        env.plain(&Req::get("/cse-in/doomed", ADMIN)).await.rsc == 4004
-            && env.plain(&Req::get("/cse-in/doomed/c", ADMIN)).await.rsc == 4004
+        env.plain(&as_admin(Req::get("/cse-in/doomed", ADMIN))).await.rsc == 4004
+            && env.plain(&as_admin(Req::get("/cse-in/doomed/c", ADMIN))).await.rsc == 4004
     })
     .await;
     assert!(deleted, "the AE of the revoked App-ID and its children are deleted");
@@ -881,7 +877,7 @@ async fn unaffected(env: &Env, bystander: &str) {
     assert_eq!(env.plain(&Req::get("/cse-in/bystander", bystander)).await.rsc, 2000);
     let w = Req::create("/cse-in/bystander", bystander, 3, json!({"m2m:cnt": {}}));
     assert_eq!(env.plain(&w).await.rsc, 2001);
-    assert_eq!(env.plain(&Req::get("/cse-in", ADMIN)).await.rsc, 2000);
+    assert_eq!(env.plain(&as_admin(Req::get("/cse-in", ADMIN))).await.rsc, 2000);
 }
 
 /// Stops the registry and waits until it no longer answers.
@@ -1035,7 +1031,7 @@ async fn a_pending_lookup_delays_nobody_else() {
     };
     assert!(env.proxy().wait_held(DEADLINE).await, "the lookup reaches the registry");
     // While it is pending: the CSEBase, an admitted AE's requests.
-    assert_eq!(env.plain(&Req::get("/cse-in", ADMIN)).await.rsc, 2000);
+    assert_eq!(env.plain(&as_admin(Req::get("/cse-in", ADMIN))).await.rsc, 2000);
     unaffected(&env, &bystander).await;
     assert!(!slow.is_finished(), "the registration still waits for its lookup");
     assert_eq!(env.proxy().holding(), 1);

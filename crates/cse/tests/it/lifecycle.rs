@@ -5,21 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use testkit::cse::{CseOptions, TestCse};
+use testkit::eventually;
 use testkit::m2m::{Req, client};
-
-/// Polls `f` until it is true, at most `timeout`.
-async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn data_survives_a_restart() {

@@ -231,7 +231,10 @@ fn config(args: &ServeArgs) -> anyhow::Result<CseRun> {
     }
     cse.upper_tester = args.upper_tester || c.upper_tester.unwrap_or(false);
     cse.poa = vec![format!("http://{listen}")];
-    let mut http = HttpConfig { admin_token: args.admin_token.clone(), ..HttpConfig::default() };
+    let mut http = match &args.admin_token {
+        Some(t) => HttpConfig::default().with_admin_token(t),
+        None => HttpConfig::default(),
+    };
     if let Some(n) = c.max_body_bytes {
         if n == 0 {
             return Err(usage("cse.max_body_bytes must be at least 1"));

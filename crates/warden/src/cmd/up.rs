@@ -195,7 +195,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     // The CSE.
     let cse = CseConfig { poa: vec![format!("http://{}", args.listen)], ..CseConfig::default() };
-    let http = HttpConfig { admin_token: admin_token.clone(), ..HttpConfig::default() };
+    // The CSE accepts the registry's admin tokens, whether given or generated at an earlier start.
+    let http = HttpConfig { admin_tokens: Some(registry.token_table()), ..HttpConfig::default() };
     let run = CseRun {
         service: ServiceConfig {
             cse,
