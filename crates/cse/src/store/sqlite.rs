@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use onem2m::{ResourceType, Timestamp};
 use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,9 +75,80 @@ const MAX_GROUP: usize = 512;
 const QUEUE: usize = 4096;
 
 enum Job {
-    Tx(Tx, oneshot::Sender<Result<TxOutcome, StoreError>>),
+    Tx(Vec<Prepared>, oneshot::Sender<Result<TxOutcome, StoreError>>),
     Clear(oneshot::Sender<Result<(), StoreError>>),
 }
+
+/// A resource encoded for its row, by the caller: the writer thread, through which every write
+/// passes, only runs SQL.
+struct Encoded {
+    ri: String,
+    pi: String,
+    ty: u16,
+    srn: String,
+    rn: String,
+    ct: i64,
+    lt: i64,
+    et: i64,
+    creator: String,
+    cs: i64,
+    mni: Option<i64>,
+    mbs: Option<i64>,
+    mia: Option<i64>,
+    attrs: Vec<u8>,
+    meta: Option<String>,
+}
+
+impl Encoded {
+    fn encode(r: &Resource) -> Result<Self, StoreError> {
+        Ok(Self {
+            ri: r.ri().to_owned(),
+            pi: r.pi().to_owned(),
+            ty: r.ty.num(),
+            srn: r.srn.clone(),
+            rn: r.rn().to_owned(),
+            ct: r.ct().micros(),
+            lt: r.lt().micros(),
+            et: r.et().micros(),
+            creator: r.creator.clone(),
+            cs: r.content_size() as i64,
+            mni: quota(r, "mni"),
+            mbs: quota(r, "mbs"),
+            mia: quota(r, "mia"),
+            attrs: serde_json::to_vec(&r.attrs).map_err(backend)?,
+            meta: r.meta.as_ref().map(Value::to_string),
+        })
+    }
+
+    fn is_container(&self) -> bool {
+        self.ty == ResourceType::Container.num()
+    }
+}
+
+/// A write, ready for the writer thread.
+enum Prepared {
+    Create(Encoded),
+    CreateInstance(Encoded),
+    Update(Encoded),
+    Delete(String),
+}
+
+fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
+    tx.writes
+        .into_iter()
+        .map(|w| {
+            Ok(match w {
+                Write::Create(r) => Prepared::Create(Encoded::encode(&r)?),
+                Write::CreateInstance(r) => Prepared::CreateInstance(Encoded::encode(&r)?),
+                Write::Update(r) => Prepared::Update(Encoded::encode(&r)?),
+                Write::Delete(ri) => Prepared::Delete(ri),
+            })
+        })
+        .collect()
+}
+
+/// How often the WAL is checkpointed into the database, off the writer thread.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct Inner {
     path: PathBuf,
@@ -116,13 +187,32 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
+        // Checkpoints run on their own thread, so that the writer only commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+        conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
+        let checkpointer = open_connection(&path).map_err(backend)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("cse-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(backend)?;
-        Ok(Self { inner: Arc::new(Inner { path, readers: Mutex::new(Vec::new()) }), writer: tx })
+        let inner = Arc::new(Inner { path, readers: Mutex::new(Vec::new()) });
+        let alive = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("cse-store-checkpoint".into())
+            .spawn(move || {
+                // Until the store is dropped: copy committed pages into the database (PASSIVE never
+                // waits for readers or the writer).
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "checkpoint failed");
+                    }
+                }
+            })
+            .map_err(backend)?;
+        Ok(Self { inner, writer: tx })
     }
 }
 
@@ -156,7 +246,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<Resource> {
+fn row_to_resource(row: &rusqlite::Row<'_>) -> rusqlite::Result<Resource> {
     let ty: u16 = row.get(0)?;
     let srn: String = row.get(1)?;
     let creator: String = row.get(2)?;
@@ -303,8 +393,9 @@ impl Store for SqliteStore {
 
     fn apply(&self, tx: Tx) -> StoreFuture<'_, TxOutcome> {
         Box::pin(async move {
+            let prepared = prepare(tx)?;
             let (reply, rx) = oneshot::channel();
-            self.writer.send(Job::Tx(tx, reply)).await.map_err(|_| backend("the store is closed"))?;
+            self.writer.send(Job::Tx(prepared, reply)).await.map_err(|_| backend("the store is closed"))?;
             rx.await.map_err(|_| backend("the store writer stopped"))?
         })
     }
@@ -433,14 +524,19 @@ fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T, Stor
     }
 }
 
-fn apply_tx(c: &Connection, tx: &Tx) -> Result<TxOutcome, StoreError> {
+fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
     let mut out = TxOutcome::default();
-    for w in &tx.writes {
+    for w in tx {
         match w {
-            Write::Create(r) => insert(c, r)?,
-            Write::CreateInstance(r) => create_instance(c, r, &mut out)?,
-            Write::Update(r) => update(c, r, &mut out)?,
-            Write::Delete(ri) => delete(c, ri, &mut out)?,
+            Prepared::Create(r) => {
+                if !parent_exists(c, &r.pi)? {
+                    return Err(StoreError::NotFound(r.pi.clone()));
+                }
+                insert(c, r)?
+            }
+            Prepared::CreateInstance(r) => create_instance(c, r, &mut out)?,
+            Prepared::Update(r) => update(c, r, &mut out)?,
+            Prepared::Delete(ri) => delete(c, ri, &mut out)?,
         }
     }
     Ok(out)
@@ -457,12 +553,7 @@ fn quota(r: &Resource, name: &str) -> Option<i64> {
     if r.ty == ResourceType::Container { r.get_u64(name).and_then(|v| i64::try_from(v).ok()) } else { None }
 }
 
-fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
-    if !parent_exists(c, r.pi())? {
-        return Err(StoreError::NotFound(r.pi().to_owned()));
-    }
-    let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
-    let meta = r.meta.as_ref().map(Value::to_string);
+fn insert(c: &Connection, r: &Encoded) -> Result<(), StoreError> {
     let res = c
         .prepare_cached(
             "INSERT INTO resources (ri, pi, ty, srn, ct, lt, et, creator, cs, mni, mbs, mia, attrs, meta)
@@ -470,47 +561,38 @@ fn insert(c: &Connection, r: &Resource) -> Result<(), StoreError> {
         )
         .and_then(|mut s| {
             s.execute(params![
-                r.ri(),
-                r.pi(),
-                r.ty.num(),
-                r.srn,
-                r.ct().micros(),
-                r.lt().micros(),
-                r.et().micros(),
-                r.creator,
-                r.content_size() as i64,
-                quota(r, "mni"),
-                quota(r, "mbs"),
-                quota(r, "mia"),
-                attrs,
-                meta
+                r.ri, r.pi, r.ty, r.srn, r.ct, r.lt, r.et, r.creator, r.cs, r.mni, r.mbs, r.mia, r.attrs, r.meta
             ])
         });
     match res {
         Ok(_) => Ok(()),
         Err(rusqlite::Error::SqliteFailure(e, Some(msg))) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             if msg.contains("resources.ri") {
-                Err(StoreError::DuplicateRi(r.ri().to_owned()))
+                Err(StoreError::DuplicateRi(r.ri.clone()))
             } else {
-                Err(StoreError::DuplicateName(r.rn().to_owned()))
+                Err(StoreError::DuplicateName(r.rn.clone()))
             }
         }
         Err(e) => Err(backend(e)),
     }
 }
 
-fn create_instance(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
+fn create_instance(c: &Connection, r: &Encoded, out: &mut TxOutcome) -> Result<(), StoreError> {
     insert(c, r)?;
     let seq = c.last_insert_rowid();
-    let pi = r.pi();
-    let size = r.content_size() as i64;
-    c.prepare_cached(
-        "UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2, la = ?3, ol = coalesce(ol, ?3)
-         WHERE ri = ?4",
-    )
-    .and_then(|mut s| s.execute(params![size, r.ct().micros(), seq, pi]))
-    .map_err(backend)?;
-    enforce_quotas(c, pi, out)
+    // The container's counters follow; no row means the container is gone (the savepoint undoes
+    // the insert).
+    let counters: Option<(i64, i64, Option<i64>, Option<i64>)> = c
+        .prepare_cached(
+            "UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2, la = ?3, ol = coalesce(ol, ?3)
+             WHERE ri = ?4 RETURNING cni, cbs, mni, mbs",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![r.cs, r.ct, seq, r.pi], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?))).optional()
+        })
+        .map_err(backend)?;
+    let Some(counters) = counters else { return Err(StoreError::NotFound(r.pi.clone())) };
+    trim(c, &r.pi, counters, out)
 }
 
 /// Sets a container's `la` and `ol` pointers from its instances (after instances were removed).
@@ -528,10 +610,20 @@ fn repoint(c: &Connection, container: &str) -> Result<(), StoreError> {
 
 /// Removes the oldest instances of container `ri` while it is over its `mni` or `mbs`.
 fn enforce_quotas(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), StoreError> {
-    let (mut cni, mut cbs, mni, mbs): (i64, i64, Option<i64>, Option<i64>) = c
+    let counters = c
         .prepare_cached("SELECT cni, cbs, mni, mbs FROM resources WHERE ri = ?1")
         .and_then(|mut s| s.query_row([ri], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))))
         .map_err(backend)?;
+    trim(c, ri, counters, out)
+}
+
+/// Given a container's counters and quotas, removes its oldest instances while it is over them.
+fn trim(
+    c: &Connection,
+    ri: &str,
+    (mut cni, mut cbs, mni, mbs): (i64, i64, Option<i64>, Option<i64>),
+    out: &mut TxOutcome,
+) -> Result<(), StoreError> {
     let over = |cni: i64, cbs: i64| mni.is_some_and(|m| cni > m) || mbs.is_some_and(|m| cbs > m);
     if !over(cni, cbs) {
         return Ok(());
@@ -562,31 +654,19 @@ fn enforce_quotas(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), S
     repoint(c, ri)
 }
 
-fn update(c: &Connection, r: &Resource, out: &mut TxOutcome) -> Result<(), StoreError> {
-    let attrs = serde_json::to_vec(&r.attrs).map_err(backend)?;
+fn update(c: &Connection, r: &Encoded, out: &mut TxOutcome) -> Result<(), StoreError> {
     let n = c
         .prepare_cached(
             "UPDATE resources SET attrs = ?1, lt = ?2, et = ?3, st = st + 1, mni = ?4, mbs = ?5, mia = ?6,
              meta = ?7 WHERE ri = ?8",
         )
-        .and_then(|mut s| {
-            s.execute(params![
-                attrs,
-                r.lt().micros(),
-                r.et().micros(),
-                quota(r, "mni"),
-                quota(r, "mbs"),
-                quota(r, "mia"),
-                r.meta.as_ref().map(Value::to_string),
-                r.ri()
-            ])
-        })
+        .and_then(|mut s| s.execute(params![r.attrs, r.lt, r.et, r.mni, r.mbs, r.mia, r.meta, r.ri]))
         .map_err(backend)?;
     if n == 0 {
-        return Err(StoreError::NotFound(r.ri().to_owned()));
+        return Err(StoreError::NotFound(r.ri.clone()));
     }
-    if r.ty == ResourceType::Container {
-        enforce_quotas(c, r.ri(), out)?;
+    if r.is_container() {
+        enforce_quotas(c, &r.ri, out)?;
     }
     Ok(())
 }
