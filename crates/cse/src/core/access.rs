@@ -20,6 +20,7 @@ use crate::resource::Resource;
 /// Bounds on the caches; when one is full it is emptied and refilled on demand.
 const MAX_CACHED_ACPS: usize = 50_000;
 const MAX_CACHED_SUB_LISTS: usize = 100_000;
+const MAX_CACHED_PARENTS: usize = 10_000;
 
 /// One access control rule: who, and which operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub struct AccessCache {
     /// Notifications sent per subscription with an expiration counter (`exc`). Kept in memory: a
     /// restart starts the count again.
     pub(crate) sent: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
+    /// instances to a container reads nothing: the store's readers lose their page cache at every
+    /// commit. Only their attributes are used, never the counters the store changes on its own;
+    /// an entry goes when its resource is updated or removed (with everything below it).
+    parents: RwLock<HashMap<String, Arc<Resource>>>,
 }
 
 impl AccessCache {
@@ -65,6 +71,31 @@ impl AccessCache {
         self.acps.write().clear();
         self.subs.write().clear();
         self.sent.lock().clear();
+        self.parents.write().clear();
+    }
+
+    pub(crate) fn parent(&self, srn: &str) -> Option<Arc<Resource>> {
+        self.parents.read().get(srn).cloned()
+    }
+
+    pub(crate) fn remember_parent(&self, r: &Resource) {
+        if matches!(r.ty, ResourceType::Ae | ResourceType::Container) {
+            let mut parents = self.parents.write();
+            if parents.len() >= MAX_CACHED_PARENTS {
+                parents.clear();
+            }
+            parents.insert(r.srn.clone(), Arc::new(r.clone()));
+        }
+    }
+
+    /// Forgets the parent at `srn` and every one below it.
+    pub(crate) fn forget_parents(&self, srn: &str) {
+        let mut parents = self.parents.write();
+        if parents.is_empty() {
+            return;
+        }
+        let below = format!("{srn}/");
+        parents.retain(|k, _| k != srn && !k.starts_with(&below));
     }
 }
 

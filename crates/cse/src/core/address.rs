@@ -75,6 +75,24 @@ impl Cse {
         Ok(Target::Resource(r))
     }
 
+    /// Like [`Cse::resolve`], for the target of a CREATE: a structured address of an AE or a
+    /// container is served from the parent cache (see [`crate::core::AccessCache`]).
+    pub(crate) async fn resolve_parent(&self, to: &str) -> Result<Target, Error> {
+        let path = self.cse_relative(to)?.trim_end_matches('/');
+        let structured = path.strip_prefix(self.cfg.cse_name.as_str()).is_some_and(|rest| rest.starts_with('/'));
+        if structured && let Some(r) = self.cache.parent(path) {
+            return Ok(Target::Resource(r.as_ref().clone()));
+        }
+        let target = self.resolve(to).await?;
+        if let Target::Resource(r) = &target
+            && structured
+            && r.srn == path
+        {
+            self.cache.remember_parent(r);
+        }
+        Ok(target)
+    }
+
     /// The resource at `base_srn/rest...`; `base` is the resource at `base_srn` when already known.
     async fn lookup(&self, base_srn: &str, rest: &[&str], base: Option<Resource>) -> Result<Option<Resource>, Error> {
         if rest.is_empty()

@@ -87,7 +87,7 @@ impl Cse {
             Attributes,
             &[Nothing, Attributes, HierarchicalAddress, HierarchicalAddressAndAttributes, ModifiedAttributes],
         )?;
-        let parent = match self.resolve(&req.to).await? {
+        let parent = match self.resolve_parent(&req.to).await? {
             Target::Resource(r) => r,
             Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
             _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
@@ -119,7 +119,7 @@ impl Cse {
             }
             let ri = match ty {
                 ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
-                _ => ids::new_ri(ty),
+                _ => ids::new_ri(ty, now),
             };
             let mut res = self.fill_common(ty, &parent, requested.clone(), ri, &orig.id, now).await?;
             self.prepare_type(&parent, &mut res, orig, ctx).await?;

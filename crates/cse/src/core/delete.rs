@@ -80,6 +80,7 @@ impl Cse {
             }
         }
         self.cache.forget_subs(res.ri());
+        self.cache.forget_parents(&res.srn);
         self.emit_to(&own_subs, NotificationEventType::DeleteOfResource, res, None).await;
         if let Ok(Some(parent)) = self.store.get(res.pi()).await {
             self.emit(&parent, NotificationEventType::DeleteOfDirectChild, res, None).await;

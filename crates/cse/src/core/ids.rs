@@ -1,6 +1,6 @@
 //! Identifiers the CSE makes: resource IDs, default resource names, AE-ID stems.
 
-use onem2m::ResourceType;
+use onem2m::{ResourceType, Timestamp};
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -25,9 +25,19 @@ pub(crate) fn random_alnum(n: usize) -> String {
     bytes.iter().map(|b| ALPHABET[(*b as usize) % 62] as char).collect()
 }
 
-/// A new resource ID for a resource of type `ty`: its short name and 10 random characters.
-pub(crate) fn new_ri(ty: ResourceType) -> String {
-    format!("{}{}", ty.short_name(), random_alnum(10))
+/// A new resource ID for a resource of type `ty`, created at `now`: its short name, the time in
+/// microseconds as 10 base-62 digits (so that IDs, and the default names made from them, grow with
+/// time: new index entries land on the last page of each index instead of a random one), and 4
+/// random characters.
+pub(crate) fn new_ri(ty: ResourceType, now: Timestamp) -> String {
+    let mut t = u64::try_from(now.micros()).unwrap_or(0);
+    let mut digits = [b'0'; 10];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(t % 62) as usize];
+        t /= 62;
+    }
+    let time = std::str::from_utf8(&digits).unwrap_or_default();
+    format!("{}{time}{}", ty.short_name(), random_alnum(4))
 }
 
 /// A new AE-ID stem of the given kind (`C` or `S`).
@@ -41,8 +51,12 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let ri = new_ri(ResourceType::Container);
-        assert!(ri.starts_with("cnt") && ri.len() == 13 && ri.chars().all(|c| c.is_ascii_alphanumeric()));
+        let now = Timestamp::from_secs(1_800_000_000);
+        let ri = new_ri(ResourceType::Container, now);
+        assert!(ri.starts_with("cnt") && ri.len() == 17 && ri.chars().all(|c| c.is_ascii_alphanumeric()), "{ri}");
+        // Later IDs sort after earlier ones.
+        let later = new_ri(ResourceType::Container, Timestamp::from_micros(now.micros() + 1));
+        assert!(later[..13] > ri[..13]);
         assert!(new_stem('C').starts_with('C'));
         assert_ne!(random_alnum(10), random_alnum(10));
     }

@@ -254,7 +254,7 @@ impl Cse {
             && let Some(rules) = g.privacy_acp(&stem, &self.cfg.admin)
         {
             let ts = Value::String(now.to_string());
-            let ri = ids::new_ri(ResourceType::AccessControlPolicy);
+            let ri = ids::new_ri(ResourceType::AccessControlPolicy, now);
             let mut attrs = rules.as_object().cloned().unwrap_or_default();
             for (k, v) in [
                 ("ri", json!(ri)),

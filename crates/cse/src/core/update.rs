@@ -68,6 +68,7 @@ impl Cse {
             self.verify_subscription(&res, orig).await?;
         }
         self.store.apply(Tx::one(Write::Update(res.clone()))).await.map_err(store_error)?;
+        self.cache.forget_parents(&res.srn);
         match res.ty {
             ResourceType::AccessControlPolicy => self.cache.forget_acp(res.ri()),
             ResourceType::Subscription => self.cache.forget_subs(res.pi()),
