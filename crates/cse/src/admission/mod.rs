@@ -167,7 +167,9 @@ pub struct Admission {
     profiles: Arc<Profiles>,
     log: DecisionLog,
     aes: RwLock<HashMap<String, Arc<AeState>>>,
-    credentials: RwLock<HashMap<String, String>>,
+    /// The AEs bound to each credential: a device certificate may serve several AEs of its App-ID
+    /// (TS-0003 §8.2.1, "a list of allowed AE-IDs"), and speaks only for them.
+    credentials: RwLock<HashMap<String, Vec<String>>>,
     schemas: Mutex<HashMap<(String, u64, String), Arc<jsonschema::Validator>>>,
 }
 
@@ -295,16 +297,6 @@ impl Admission {
                 );
                 return (None, Err(rej));
             }
-            if let Some(bound) = self.credentials.read().get(&sa.credential_id)
-                && bound != reg.stem
-            {
-                let rej = Rejection::new(
-                    Rsc::OriginatorNotAuthenticated,
-                    Reason::ClaimMismatch,
-                    format!("this certificate is bound to the AE {bound} already"),
-                );
-                return (None, Err(rej));
-            }
         }
         if reg.app_id.kind() == AppIdKind::NonRegistered {
             return match self.policy.admission.unregistered {
@@ -405,7 +397,11 @@ impl Admission {
             .and_then(|r| r.communications.max_requests_per_minute)
             .map(|rpm| Mutex::new(Bucket::new(rpm)));
         if let Some(c) = &credential {
-            self.credentials.write().insert(c.clone(), stem.to_owned());
+            let mut creds = self.credentials.write();
+            let aes = creds.entry(c.clone()).or_default();
+            if !aes.iter().any(|a| a == stem) {
+                aes.push(stem.to_owned());
+            }
         }
         let state = AeState { app_id, credential, record, acp, enforced, limiter };
         self.aes.write().insert(stem.to_owned(), Arc::new(state));
@@ -448,7 +444,13 @@ impl Admission {
         if let Some(state) = self.aes.write().remove(stem)
             && let Some(c) = &state.credential
         {
-            self.credentials.write().remove(c);
+            let mut creds = self.credentials.write();
+            if let Some(aes) = creds.get_mut(c) {
+                aes.retain(|a| a != stem);
+                if aes.is_empty() {
+                    creds.remove(c);
+                }
+            }
         }
     }
 
@@ -466,18 +468,21 @@ impl Admission {
         binding: &str,
         payload_len: usize,
     ) -> Result<(), Error> {
-        // A credential bound to one AE speaks only for that AE (audited only, when that AE was
-        // admitted in audit mode).
+        // A credential bound to AEs speaks only for them (audited only, when they were admitted in
+        // audit mode).
         let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
         if let Some(bound) = bound
-            && bound != orig
+            && !bound.iter().any(|a| a == orig)
         {
-            let enforced = self.aes.read().get(&bound).is_none_or(|s| s.enforced);
+            let enforced = {
+                let aes = self.aes.read();
+                bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced))
+            };
             count_refusal("credential_mismatch", enforced);
             if enforced {
                 return Err(Error::new(
                     Rsc::OriginatorNotAuthenticated,
-                    format!("this certificate belongs to the AE {bound}, not to {orig}"),
+                    format!("this certificate belongs to the AE {}, not to {orig}", bound.join(", ")),
                 ));
             }
         }

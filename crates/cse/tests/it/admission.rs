@@ -416,7 +416,7 @@ async fn every_admission_decision_has_its_code_and_its_log_entry() {
         tls("the certificate's AE-ID is a C-stem", 4, "S", X509_APP).rejected(4106, "claim_mismatch"),
         tls("the certificate's AE-ID is another SP's", 5, "C", X509_APP).rejected(4106, "claim_mismatch"),
         tls("the certificate's AE-ID gives the stem", 3, "S", X509_APP).admitted(),
-        tls("a credential bound to another AE", 0, "C", X509_APP).rejected(4106, "claim_mismatch"),
+        tls("a device certificate may serve another AE of its App-ID", 0, "C", X509_APP).admitted(),
         plain("a binding the profile does not list", "C", MQTT_APP).rejected(4126, "binding_not_allowed"),
         plain("a policy rule", "C", GRID_APP).rejected(4126, "rule").by_rule("critical infrastructure needs a TPM"),
         plain("psk", "C", PSK_APP).rejected(4126, "method_unsupported"),
@@ -459,7 +459,7 @@ async fn every_admission_decision_has_its_code_and_its_log_entry() {
     let listed: Value = env.http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
     let reasons: Vec<&str> =
         listed["decisions"].as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["claim_mismatch"; 4].into_iter().chain(["sa_required"]).collect::<Vec<_>>());
+    assert_eq!(reasons, ["claim_mismatch"; 3].into_iter().chain(["sa_required"]).collect::<Vec<_>>());
     assert_eq!(env.http.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(env.http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
     // Decisions are counted in the metrics too.
@@ -698,9 +698,13 @@ async fn admissions_survive_a_restart() {
     assert_eq!(env.plain(&big).await.rsc, 4126);
     let small = Req::create("/cse-in/p/c", &p, 4, cin("text/plain:0", "a"));
     assert_eq!(env.plain(&small).await.rsc, 2001);
-    // A credential cannot be bound twice after a restart either.
+    // The device's certificate may register another AE of its App-ID; it then speaks for both.
     let r = register("C", "again", X509_APP).send(&env.tls_client(Some(&dev)), env.https()).await;
-    assert_eq!(r.rsc, 4106, "{}", r.body);
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let again = r.str_at("/m2m:ae/aei");
+    assert_eq!(env.tls(&Req::get("/cse-in/again", &again), Some(&dev)).await.unwrap().rsc, 2000);
+    assert_eq!(env.tls(&get_x, Some(&dev)).await.unwrap().rsc, 2000);
+    assert_eq!(env.tls(&Req::get("/cse-in/p", &p), Some(&dev)).await.unwrap().rsc, 4106, "but not for others");
 }
 
 // --- 3. revocation ---
