@@ -88,7 +88,7 @@ impl Serialization {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Operation, Request, ResourceType, Response, Rsc};
+    use crate::{AbsRelTime, Notification, Operation, Request, ResourceType, Response, Rsc, Timestamp};
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -143,6 +143,73 @@ mod tests {
         let resp = Response::new(Rsc::Created, "r1").with_pc(json!({"m2m:cnt": {"ri": "cnt1"}}));
         let bytes = Serialization::Cbor.encode(&resp);
         assert_eq!(Serialization::Cbor.decode::<Response>(&bytes).unwrap(), resp);
+    }
+
+    /// JSON text → the typed primitive → CBOR → the typed primitive → JSON: the same JSON.
+    fn json_cbor_json_as<T>(json: Value)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let typed: T = Serialization::Json.decode(&Serialization::Json.encode(&json)).unwrap();
+        let cbor = Serialization::Cbor.encode(&typed);
+        let back: T = Serialization::Cbor.decode(&cbor).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert_eq!(back, typed);
+        let again: Value = Serialization::Json.decode(&Serialization::Json.encode(&back)).unwrap();
+        assert_eq!(again, json);
+    }
+
+    #[test]
+    fn primitives_round_trip_json_cbor_json() {
+        // requests: every parameter kind, both forms of absRelTimestamp, timestamps with a fraction
+        json_cbor_json_as::<Request>(json!({
+            "op": 1, "to": "//acme.example.com/id-in/cse-in", "fr": "Cabc", "rqi": "r-1", "rvi": "4", "ty": 3,
+            "pc": {"m2m:cnt": {"rn": "c", "mni": 10, "lbl": ["a", "b"], "acpi": []}},
+            "rcn": 1, "rt": {"rtv": 2, "nu": ["http://127.0.0.1:9000/n"]},
+            "rqet": 10000, "rset": "20250102T030405,123456", "oet": "20250102T030405,000000",
+            "ot": "20250102T030405,000001", "drt": 2, "ec": 2, "gid": "g1", "vsi": "vendor"
+        }));
+        json_cbor_json_as::<Request>(json!({
+            "op": 2, "to": "cse-in/ae", "fr": "Cabc", "rqi": "r-2", "rvi": "3",
+            "fc": {"fu": 1, "ty": [4, 3], "lbl": ["x"], "cra": "20240101T000000,000000", "sts": 3, "lim": 5,
+                   "lvl": 2, "fo": 2, "atr": [{"nm": "rn", "val": "c*"}, {"nm": "mni", "val": 10}]},
+            "atrl": ["rn", "ct"]
+        }));
+        json_cbor_json_as::<Request>(json!({"op": 4, "to": "cin00856", "rqi": "r-3", "rqet": -5}));
+        // a type Warden does not serve, and an announced one, still parse
+        json_cbor_json_as::<Request>(json!({"op": 1, "to": "cse-in", "fr": "C", "rqi": "r-4", "ty": 48, "pc": {}}));
+        json_cbor_json_as::<Request>(json!({"op": 1, "to": "cse-in", "fr": "C", "rqi": "r-5", "ty": 10002}));
+        // responses
+        json_cbor_json_as::<Response>(json!({
+            "rsc": 2001, "rqi": "r-1", "rvi": "4", "pc": {"m2m:cnt": {"ri": "cnt1", "st": 0, "cbs": 0}},
+            "to": "Cabc", "fr": "/id-in", "ot": "20250102T030405,000000", "rset": "20250103T000000,000000",
+            "ec": 3, "cnst": 2, "cnot": 100
+        }));
+        json_cbor_json_as::<Response>(json!({"rsc": 4126, "rqi": "r-9", "pc": {"m2m:dbg": "App-ID revoked"}}));
+        // notifications
+        json_cbor_json_as::<Notification>(json!({
+            "nev": {"net": 3, "rep": {"m2m:cin": {"con": "21.5", "cs": 4, "ct": "20250102T030405,000000"}}},
+            "sur": "/id-in/sub1", "cr": "Cabc", "nfu": "/id-in"
+        }));
+        json_cbor_json_as::<Notification>(json!({"vrq": true, "sur": "/id-in/sub1", "cr": "Cabc"}));
+        json_cbor_json_as::<Notification>(json!({"sud": true, "sur": "/id-in/sub1"}));
+        // the values on their own
+        json_cbor_json_as::<Timestamp>(json!("99991231T235959,999999"));
+        json_cbor_json_as::<Timestamp>(json!("19700101T000000,000000"));
+        json_cbor_json_as::<AbsRelTime>(json!(3_600_000));
+        json_cbor_json_as::<AbsRelTime>(json!("20141003T112032,000000"));
+    }
+
+    #[test]
+    fn timestamps_without_a_fraction_come_back_with_one() {
+        let r: Request = Serialization::Json.decode(br#"{"op":2,"to":"x","rqi":"1","ot":"20141003T112032"}"#).unwrap();
+        let back: Request = Serialization::Cbor.decode(&Serialization::Cbor.encode(&r)).unwrap();
+        let v: Value = serde_json::to_value(&back).unwrap();
+        assert_eq!(v["ot"], json!("20141003T112032,000000"));
+        assert!(
+            Serialization::Cbor
+                .decode::<Request>(&Serialization::Cbor.encode(&json!({"op":2,"to":"x","rqi":"1","ty":33})))
+                .is_err()
+        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -251,6 +251,20 @@ impl CseId {
     pub fn name(&self) -> &str {
         &self.0[1..]
     }
+
+    /// Parses an Absolute-CSE-ID, `{SP-ID}{SP-relative-CSE-ID}` such as `//m2m.prov.com/C3219`.
+    pub fn parse_absolute(s: &str) -> Result<(SpId, CseId), IdError> {
+        const K: &str = "Absolute-CSE-ID";
+        let Some(rest) = s.strip_prefix("//") else {
+            return err(K, s, "an absolute CSE-ID is //{fqdn}/{cse-id}");
+        };
+        let Some(i) = rest.find('/') else {
+            return err(K, s, "an absolute CSE-ID is //{fqdn}/{cse-id}");
+        };
+        let sp = SpId::from_fqdn(&rest[..i], s)?;
+        let cse = CseId::parse(&rest[i..])?;
+        Ok((sp, cse))
+    }
 }
 
 string_id!(
@@ -260,12 +274,20 @@ string_id!(
 );
 
 impl SpId {
-    /// Parses `//fqdn`. The bare FQDN is accepted too, for configuration.
+    /// Parses `//fqdn`: ONEM2M.md §1 knows only this absolute form. A configuration file that
+    /// allows the bare FQDN adds the `//` itself.
     pub fn parse(s: &str) -> Result<Self, IdError> {
+        match s.strip_prefix("//") {
+            Some(fqdn) => Self::from_fqdn(fqdn, s),
+            None => err("SP-ID", s, "an SP-ID is // followed by an FQDN"),
+        }
+    }
+
+    /// The SP-ID of `fqdn`; `whole` is the text it came from, for the error.
+    fn from_fqdn(fqdn: &str, whole: &str) -> Result<Self, IdError> {
         const K: &str = "SP-ID";
-        let fqdn = s.strip_prefix("//").unwrap_or(s);
         if fqdn.is_empty() || fqdn.len() > 253 {
-            return err(K, s, "the FQDN must have 1 to 253 characters");
+            return err(K, whole, "the FQDN must have 1 to 253 characters");
         }
         let label_ok = |l: &str| {
             !l.is_empty()
@@ -275,7 +297,7 @@ impl SpId {
                 && !l.ends_with('-')
         };
         if !fqdn.split('.').all(label_ok) {
-            return err(K, s, "not a valid FQDN");
+            return err(K, whole, "not a valid FQDN");
         }
         Ok(Self(format!("//{fqdn}")))
     }
@@ -318,7 +340,7 @@ impl AeId {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => return err(K, s, "an absolute AE-ID is //{sp-id}/..."),
             };
-            let sp = SpId::parse(sp)?;
+            let sp = SpId::from_fqdn(sp, s)?;
             match Self::parse(rel)? {
                 AeId::SpRelative { cse, stem } => Ok(AeId::Absolute { sp, cse, stem }),
                 _ => err(K, s, "malformed absolute AE-ID"),
@@ -420,12 +442,9 @@ impl Originator {
         if let Ok(ae) = AeId::parse(s) {
             return Ok(Originator::Ae(ae));
         }
-        if let Some(rest) = s.strip_prefix("//") {
-            if let Some(i) = rest.find('/') {
-                let sp = SpId::parse(&rest[..i])?;
-                let cse = CseId::parse(&rest[i..])?;
-                return Ok(Originator::Cse { sp: Some(sp), cse });
-            }
+        if s.starts_with("//") {
+            let (sp, cse) = CseId::parse_absolute(s)?;
+            return Ok(Originator::Cse { sp: Some(sp), cse });
         } else if s.starts_with('/') {
             return Ok(Originator::Cse { sp: None, cse: CseId::parse(s)? });
         } else if s.chars().all(is_unreserved) {
@@ -433,6 +452,21 @@ impl Originator {
             return Ok(Originator::Cse { sp: None, cse: CseId::parse(s)? });
         }
         err("originator", s, "not an AE-ID, a CSE-ID, 'C', 'S' or empty")
+    }
+}
+
+/// The `From` value that parses back to the same originator. (The forms overlap: `/S1` is both an
+/// SP-relative AE-ID and an SP-relative CSE-ID, and [`Originator::parse`] reads it as the AE-ID.)
+impl fmt::Display for Originator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Originator::Empty => Ok(()),
+            Originator::NewC => f.write_str("C"),
+            Originator::NewS => f.write_str("S"),
+            Originator::Ae(ae) => write!(f, "{ae}"),
+            Originator::Cse { sp: Some(sp), cse } => write!(f, "{sp}{cse}"),
+            Originator::Cse { sp: None, cse } => write!(f, "{cse}"),
+        }
     }
 }
 
@@ -481,6 +515,97 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Which identifier a row of the §1 table is.
+    #[derive(Debug, Clone, Copy)]
+    enum Form {
+        SpId,
+        SpRelativeCseId,
+        AbsoluteCseId,
+        Stem,
+        SpRelativeAeId,
+        AbsoluteAeId,
+        AppId,
+    }
+
+    /// Parses `s` as `form` and displays it again.
+    fn parse_as(form: Form, s: &str) -> Result<String, IdError> {
+        Ok(match form {
+            Form::SpId => SpId::parse(s)?.to_string(),
+            Form::SpRelativeCseId => {
+                if !s.starts_with('/') {
+                    return err("CSE-ID", s, "an SP-relative CSE-ID starts with /");
+                }
+                CseId::parse(s)?.to_string()
+            }
+            Form::AbsoluteCseId => {
+                let (sp, cse) = CseId::parse_absolute(s)?;
+                format!("{sp}{cse}")
+            }
+            Form::Stem => AeIdStem::parse(s)?.to_string(),
+            Form::SpRelativeAeId => match AeId::parse(s)? {
+                id @ AeId::SpRelative { .. } => id.to_string(),
+                _ => return err("AE-ID", s, "not SP-relative"),
+            },
+            Form::AbsoluteAeId => match AeId::parse(s)? {
+                id @ AeId::Absolute { .. } => id.to_string(),
+                _ => return err("AE-ID", s, "not absolute"),
+            },
+            Form::AppId => AppId::parse(s)?.to_string(),
+        })
+    }
+
+    /// Every form of ONEM2M.md §1's table, with its examples and what must not parse as it.
+    #[test]
+    fn the_forms_of_the_spec_table() {
+        use Form::*;
+        let valid: &[(Form, &str)] = &[
+            (SpId, "//acme.example.com"),
+            (SpId, "//m2m.prov.com"),
+            (SpRelativeCseId, "/id-in"),
+            (SpRelativeCseId, "/CSE090112"),
+            (AbsoluteCseId, "//m2m.prov.com/C3219"),
+            (AbsoluteCseId, "//acme.example.com/id-in"),
+            (Stem, "C190XX7T"),
+            (Stem, "S190XX7T"),
+            (SpRelativeAeId, "/CSE090112/C190XX7T"),
+            (SpRelativeAeId, "/S190XX7T"),
+            (AbsoluteAeId, "//m2m.prov.com/CSE3219/C9886"),
+            (AbsoluteAeId, "//m2m.prov.com/S9886"),
+            (AppId, "Ra01.com.company.smartcity"),
+            (AppId, "Nk836-t071-fc022"),
+        ];
+        for (form, s) in valid {
+            assert_eq!(parse_as(*form, s).as_deref(), Ok(*s), "{form:?} {s}");
+        }
+        let invalid: &[(Form, &str)] = &[
+            (SpId, "acme.example.com"), // only the absolute form exists
+            (SpId, "/acme.example.com"),
+            (SpId, "//acme_example.com"),
+            (SpId, "//"),
+            (SpRelativeCseId, "id-in"),
+            (SpRelativeCseId, "/id in"),
+            (SpRelativeCseId, "//id-in"),
+            (AbsoluteCseId, "//m2m.prov.com"),
+            (AbsoluteCseId, "/m2m.prov.com/C3219"),
+            (AbsoluteCseId, "//m2m.prov.com/a/b"),
+            (Stem, "X190XX7T"), // every other first character is reserved
+            (Stem, "C"),
+            (Stem, "S"),
+            (SpRelativeAeId, "/C190XX7T"),           // a C-stem needs its Registrar CSE
+            (SpRelativeAeId, "/CSE090112/S190XX7T"), // an S-stem has none
+            (SpRelativeAeId, "C190XX7T"),
+            (AbsoluteAeId, "m2m.prov.com/S9886"),
+            (AbsoluteAeId, "//m2m.prov.com/C9886"),
+            (AppId, "Ra01.com"),
+            (AppId, "racme.com.x"), // lowercase r: only for 2a and 3, see app_id_table
+            (AppId, "Xk836"),
+            (AppId, "N"),
+        ];
+        for (form, s) in invalid {
+            assert!(parse_as(*form, s).is_err(), "{form:?} {s} should not parse");
+        }
+    }
+
     #[test]
     fn app_id_table() {
         use ReleaseVersion::*;
@@ -497,6 +622,8 @@ mod tests {
             ("N", V4, false),
             ("racme", V3, true),
             ("racme", V2a, true),
+            ("racme", V2, false),
+            ("racme", V1, false),
             ("racme", V4, false),
             ("racme", V5, false),
             ("Xwrong", V4, false),
@@ -554,8 +681,7 @@ mod tests {
             assert!(CseId::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(SpId::parse("//acme.example.com").unwrap().fqdn(), "acme.example.com");
-        assert_eq!(SpId::parse("m2m.prov.com").unwrap().as_str(), "//m2m.prov.com");
-        for bad in ["//", "//-bad.com", "//a..b", "//a_b.com", "//a/b"] {
+        for bad in ["//", "//-bad.com", "//a..b", "//a_b.com", "//a/b", "m2m.prov.com", "/m2m.prov.com", "///a.com"] {
             assert!(SpId::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -579,7 +705,11 @@ mod tests {
         assert!(matches!(Originator::parse("/id-mn").unwrap(), Originator::Cse { sp: None, .. }));
         assert!(matches!(Originator::parse("id-mn").unwrap(), Originator::Cse { sp: None, .. }));
         assert!(matches!(Originator::parse("//sp.com/id-mn").unwrap(), Originator::Cse { sp: Some(_), .. }));
-        assert!(Originator::parse("a b").is_err());
+        assert!(matches!(Originator::parse("//m2m.prov.com/C3219").unwrap(), Originator::Cse { sp: Some(_), .. }));
+        assert!(matches!(Originator::parse("//m2m.prov.com/S3219").unwrap(), Originator::Ae(AeId::Absolute { .. })));
+        for bad in ["a b", "//sp.com", "//sp_x.com/id-mn", "/a/b/c", "//sp.com/a/b/c"] {
+            assert!(Originator::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -616,38 +746,130 @@ mod tests {
         "[A-Za-z0-9._~-]{1,20}"
     }
 
+    /// An FQDN: 1 to 4 labels of letters, digits and inner hyphens.
+    fn fqdn() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", 1..5).prop_map(|l| l.join("."))
+    }
+
+    fn stem() -> impl Strategy<Value = AeIdStem> {
+        (prop::bool::ANY, seg())
+            .prop_map(|(c, rest)| AeIdStem::parse(&format!("{}{rest}", if c { 'C' } else { 'S' })).unwrap())
+    }
+
+    fn cse_id() -> impl Strategy<Value = CseId> {
+        seg().prop_map(|s| CseId::parse(&format!("/{s}")).unwrap())
+    }
+
+    fn ae_id() -> impl Strategy<Value = AeId> {
+        (stem(), cse_id(), fqdn(), 0..3u8).prop_map(|(stem, cse, fqdn, form)| {
+            let cse = (stem.kind() == StemKind::Cse).then_some(cse);
+            match form {
+                0 => AeId::Stem(stem),
+                1 => AeId::SpRelative { cse, stem },
+                _ => AeId::Absolute { sp: SpId::parse(&format!("//{fqdn}")).unwrap(), cse, stem },
+            }
+        })
+    }
+
     proptest! {
+        /// Built from its parts: the text parses, displays as itself, and is registered; breaking
+        /// any rule of the form makes it fail.
         #[test]
         fn app_id_display_parse(auth in "[A-Za-z0-9_~-]{1,10}", dns in "[a-z]{1,8}\\.[a-z]{1,8}", name in "[A-Za-z0-9_~-]{1,20}") {
-            let id = AppId::registered(&auth, &dns, &name).unwrap();
-            prop_assert_eq!(AppId::parse(id.as_str()).unwrap(), id);
+            let text = format!("R{auth}.{dns}.{name}");
+            let id = AppId::parse(&text).unwrap();
+            prop_assert_eq!(id.to_string(), text.clone());
+            prop_assert_eq!(id.kind(), AppIdKind::Registered);
+            prop_assert_eq!(AppId::parse(id.as_str()).unwrap(), id.clone());
+            prop_assert_eq!(AppId::registered(&auth, &dns, &name).unwrap(), id);
+            // only two parts, an empty part, a reserved character, a reserved first letter
+            let broken = [
+                format!("R{auth}.{name}"),
+                format!("R{auth}..{name}"),
+                format!("R{auth}.{dns}."),
+                format!("R{auth}.{dns}.{name}/x"),
+                format!("R{auth}.{dns}.{name} "),
+                format!("X{auth}.{dns}.{name}"),
+            ];
+            for b in &broken {
+                prop_assert!(AppId::parse(b).is_err(), "{:?} parsed", b);
+            }
+            // the lowercase form parses only for 2a and 3
+            let lower = format!("r{auth}.{dns}.{name}");
+            prop_assert!(AppId::parse(&lower).is_err());
+            prop_assert_eq!(AppId::parse_for_release(&lower, ReleaseVersion::V3).unwrap().kind(), AppIdKind::LegacyRegistered);
         }
 
         #[test]
-        fn non_registered_display_parse(rest in seg()) {
-            let id = AppId::parse(&format!("N{rest}")).unwrap();
+        fn non_registered_display_parse(rest in seg(), bad in "[^A-Za-z0-9._~-]") {
+            let text = format!("N{rest}");
+            let id = AppId::parse(&text).unwrap();
+            prop_assert_eq!(id.to_string(), text.clone());
+            prop_assert_eq!(id.kind(), AppIdKind::NonRegistered);
             prop_assert_eq!(AppId::parse(id.as_str()).unwrap(), id);
+            for b in [format!("N{rest}{bad}"), format!("{bad}{rest}")] {
+                prop_assert!(AppId::parse(&b).is_err(), "{:?} parsed", b);
+            }
         }
 
         #[test]
-        fn ae_id_display_parse(c in prop::bool::ANY, rest in seg(), cse in seg(), form in 0..3u8) {
-            let stem = AeIdStem::parse(&format!("{}{rest}", if c { 'C' } else { 'S' })).unwrap();
-            let cse = CseId::parse(&cse).unwrap();
-            let sp = SpId::parse("//acme.example.com").unwrap();
-            let s = match form {
-                0 => stem.to_string(),
-                1 => AeId::sp_relative(&stem, &cse),
-                _ => AeId::absolute(&stem, &sp, &cse),
+        fn ae_id_display_parse(id in ae_id()) {
+            let text = id.to_string();
+            prop_assert_eq!(AeId::parse(&text).unwrap(), id.clone());
+            // the helpers build the same text
+            let (sp, cse) = (SpId::parse("//acme.example.com").unwrap(), CseId::parse("/id-in").unwrap());
+            let abs = AeId::absolute(id.stem(), &sp, &cse);
+            prop_assert_eq!(AeId::parse(&abs).unwrap().to_string(), abs);
+        }
+
+        #[test]
+        fn cse_id_display_parse(id in cse_id(), fqdn in fqdn()) {
+            let shown = id.to_string();
+            prop_assert_eq!(CseId::parse(&shown).unwrap(), id.clone());
+            let sp = SpId::parse(&format!("//{fqdn}")).unwrap();
+            prop_assert_eq!(CseId::parse_absolute(&format!("{sp}{id}")).unwrap(), (sp, id));
+        }
+
+        #[test]
+        fn sp_id_display_parse(fqdn in fqdn()) {
+            let text = format!("//{fqdn}");
+            let id = SpId::parse(&text).unwrap();
+            prop_assert_eq!(id.to_string(), text);
+            prop_assert_eq!(id.fqdn(), fqdn.as_str());
+            let shown = id.to_string();
+            prop_assert_eq!(SpId::parse(&shown).unwrap(), id);
+            prop_assert!(SpId::parse(&fqdn).is_err(), "the bare FQDN is not an SP-ID");
+        }
+
+        #[test]
+        fn resource_name_display_parse(name in seg()) {
+            let rn = ResourceName::parse(&name).unwrap();
+            prop_assert_eq!(rn.to_string(), name.clone());
+            let shown = rn.to_string();
+            prop_assert_eq!(ResourceName::parse(&shown).unwrap(), rn);
+            let slashed = format!("{name}/x");
+            prop_assert!(ResourceName::parse(&slashed).is_err());
+        }
+
+        /// Every kind of originator displays as a `From` value that parses back to it. CSE names
+        /// starting with `S` are left out: `/S1` reads as the SP-relative AE-ID (see `Display`).
+        #[test]
+        fn originator_display_parse(
+            kind in 0..5u8,
+            ae in ae_id(),
+            cse in "[A-RT-Za-z0-9._~-][A-Za-z0-9._~-]{0,19}",
+            fqdn in fqdn(),
+        ) {
+            let cse = CseId::parse(&format!("/{cse}")).unwrap();
+            let o = match kind {
+                0 => Originator::Empty,
+                1 => Originator::NewC,
+                2 => Originator::NewS,
+                3 => Originator::Ae(ae),
+                _ => Originator::Cse { sp: (fqdn.len() % 2 == 0).then(|| SpId::parse(&format!("//{fqdn}")).unwrap()), cse },
             };
-            let id = AeId::parse(&s).unwrap();
-            prop_assert_eq!(id.to_string(), s.clone());
-            prop_assert_eq!(AeId::parse(&id.to_string()).unwrap(), id);
-        }
-
-        #[test]
-        fn cse_id_display_parse(name in seg()) {
-            let id = CseId::parse(&name).unwrap();
-            prop_assert_eq!(CseId::parse(id.as_str()).unwrap(), id);
+            let from = o.to_string();
+            prop_assert_eq!(Originator::parse(&from).unwrap(), o);
         }
 
         #[test]

@@ -33,3 +33,17 @@ pub use types::{
     ACOP_ALL, ACOP_DISCOVERY, CseType, DesiredIdResultType, FilterOperation, FilterUsage, NotificationContentType,
     NotificationEventType, Operation, ReleaseVersion, ResourceType, ResponseType, ResultContent,
 };
+
+/// Tables of the shared docs kept as text in `src/testdata`, so that the tests run without them.
+#[cfg(test)]
+pub(crate) mod spec_copy {
+    /// Where ONEM2M.md is when the shared docs sit beside the repository (as for developers and CI).
+    const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/docs/ONEM2M.md");
+
+    /// Asserts that `copy` is, line for line, a table of ONEM2M.md, when ONEM2M.md is there.
+    pub(crate) fn assert_is_in_the_docs(copy: &str) {
+        let Ok(docs) = std::fs::read_to_string(DOCS) else { return };
+        let table: String = copy.lines().map(|l| format!("{l}\n")).collect();
+        assert!(docs.contains(&table), "a table in src/testdata differs from {DOCS}; copy it again");
+    }
+}

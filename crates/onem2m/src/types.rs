@@ -76,99 +76,193 @@ pub const ACOP_DISCOVERY: u32 = 32;
 /// Every `acop` bit.
 pub const ACOP_ALL: u32 = 63;
 
-num_enum! {
-    /// Resource types (TS-0004 Table 6.3.4.2.1-1) that Warden knows by name.
-    ResourceType: u16 {
-        AccessControlPolicy = 1,
-        Ae = 2,
-        Container = 3,
-        ContentInstance = 4,
-        CseBase = 5,
-        Delivery = 6,
-        EventConfig = 7,
-        ExecInstance = 8,
-        Group = 9,
-        LocationPolicy = 10,
-        M2mServiceSubscriptionProfile = 11,
-        MgmtCmd = 12,
-        MgmtObj = 13,
-        Node = 14,
-        PollingChannel = 15,
-        RemoteCse = 16,
-        Request = 17,
-        Schedule = 18,
-        ServiceSubscribedAppRule = 19,
-        ServiceSubscribedNode = 20,
-        StatsCollect = 21,
-        StatsConfig = 22,
-        Subscription = 23,
-        SemanticDescriptor = 24,
-        NotificationTargetMgmtPolicyRef = 25,
-        NotificationTargetPolicy = 26,
-        PolicyDeletionRules = 27,
-        FlexContainer = 28,
-        TimeSeries = 29,
-        TimeSeriesInstance = 30,
-        Role = 31,
-        Token = 32,
-        DynamicAuthorizationConsultation = 34,
+/// `Some(short name)`, or `None` when the table row has none.
+macro_rules! short {
+    () => {
+        None
+    };
+    ($short:literal) => {
+        Some($short)
+    };
+}
+
+/// The JSON member name: `m2m:` and the short name, or the name when there is no short name.
+macro_rules! member {
+    ($name:literal) => {
+        concat!("m2m:", $name)
+    };
+    ($name:literal, $short:literal) => {
+        concat!("m2m:", $short)
+    };
+}
+
+/// Declares [`ResourceType`] from one table: variant, number, the name of TS-0004 Table 6.3.4.2.1-1
+/// and, where ONEM2M.md §4 gives one, the short name (TS-0004 §8.2.4).
+macro_rules! resource_types {
+    ($($(#[$vmeta:meta])* $variant:ident = $value:literal, $name:literal $(, $short:literal)?;)*) => {
+        /// Resource types (TS-0004 Table 6.3.4.2.1-1, ONEM2M.md §4): every type of the Release 3 table,
+        /// the `<mgmtObj>` specialisations 1001–1010, and the announced types (10000 + the type).
+        /// Warden serves only some of them; the others still parse, so that a request naming one gets
+        /// a proper answer from the CSE rather than a decoding error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum ResourceType {
+            $($(#[$vmeta])* $variant = $value,)*
+        }
+
+        impl ResourceType {
+            pub const ALL: &'static [ResourceType] = &[$(ResourceType::$variant,)*];
+
+            pub fn from_num(n: i64) -> Option<Self> {
+                match n {
+                    $($value => Some(ResourceType::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub fn num(self) -> u16 {
+                self as u16
+            }
+
+            /// The type's name in TS-0004 Table 6.3.4.2.1-1, e.g. `accessControlPolicy`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ResourceType::$variant => $name,)*
+                }
+            }
+
+            /// The short name, if the type has one, and the JSON member name: `m2m:<short>`, or
+            /// `m2m:<name>` for a type without a short name.
+            fn names(self) -> (Option<&'static str>, &'static str) {
+                match self {
+                    $(ResourceType::$variant => (short!($($short)?), member!($name $(, $short)?)),)*
+                }
+            }
+        }
+    };
+}
+
+resource_types! {
+    AccessControlPolicy = 1, "accessControlPolicy", "acp";
+    Ae = 2, "AE", "ae";
+    Container = 3, "container", "cnt";
+    ContentInstance = 4, "contentInstance", "cin";
+    CseBase = 5, "CSEBase", "cb";
+    Delivery = 6, "delivery", "dlv";
+    EventConfig = 7, "eventConfig", "evcg";
+    ExecInstance = 8, "execInstance", "exin";
+    Group = 9, "group", "grp";
+    LocationPolicy = 10, "locationPolicy", "lcp";
+    M2mServiceSubscriptionProfile = 11, "m2mServiceSubscriptionProfile", "mssp";
+    MgmtCmd = 12, "mgmtCmd", "mgc";
+    /// Serialised under the name of its specialisation (`m2m:fwr`, ...), so it has no short name of
+    /// its own.
+    MgmtObj = 13, "mgmtObj";
+    Node = 14, "node", "nod";
+    PollingChannel = 15, "pollingChannel", "pch";
+    RemoteCse = 16, "remoteCSE", "csr";
+    Request = 17, "request", "req";
+    Schedule = 18, "schedule", "sch";
+    ServiceSubscribedAppRule = 19, "serviceSubscribedAppRule", "asar";
+    ServiceSubscribedNode = 20, "serviceSubscribedNode", "svsn";
+    StatsCollect = 21, "statsCollect", "stcl";
+    StatsConfig = 22, "statsConfig", "stcg";
+    Subscription = 23, "subscription", "sub";
+    SemanticDescriptor = 24, "semanticDescriptor", "smd";
+    NotificationTargetMgmtPolicyRef = 25, "notificationTargetMgmtPolicyRef", "ntpr";
+    NotificationTargetPolicy = 26, "notificationTargetPolicy", "ntp";
+    PolicyDeletionRules = 27, "policyDeletionRules", "pdr";
+    FlexContainer = 28, "flexContainer", "fcnt";
+    TimeSeries = 29, "timeSeries", "ts";
+    TimeSeriesInstance = 30, "timeSeriesInstance", "tsi";
+    Role = 31, "role", "rol";
+    Token = 32, "token", "tk";
+    DynamicAuthorizationConsultation = 34, "dynamicAuthorizationConsultation", "dac";
+    AeContactList = 43, "AEContactList";
+    AeContactListPerCse = 44, "AEContactListPerCSE";
+    TriggerRequest = 47, "triggerRequest";
+    CrossResourceSubscription = 48, "crossResourceSubscription";
+
+    // The <mgmtObj> specialisations (TS-0001 Annex D).
+    Firmware = 1001, "firmware", "fwr";
+    Software = 1002, "software", "swr";
+    Memory = 1003, "memory", "mem";
+    AreaNwkInfo = 1004, "areaNwkInfo", "ani";
+    AreaNwkDeviceInfo = 1005, "areaNwkDeviceInfo", "andi";
+    Battery = 1006, "battery", "bat";
+    DeviceInfo = 1007, "deviceInfo", "dvi";
+    DeviceCapability = 1008, "deviceCapability", "dvc";
+    Reboot = 1009, "reboot", "rbo";
+    EventLog = 1010, "eventLog", "evl";
+
+    // Announced types: 10000 + the type, named `<name>Annc`, short name `<short>A`.
+    AccessControlPolicyAnnc = 10001, "accessControlPolicyAnnc", "acpA";
+    AeAnnc = 10002, "AEAnnc", "aeA";
+    ContainerAnnc = 10003, "containerAnnc", "cntA";
+    ContentInstanceAnnc = 10004, "contentInstanceAnnc", "cinA";
+    CseBaseAnnc = 10005, "CSEBaseAnnc", "cbA";
+    GroupAnnc = 10009, "groupAnnc", "grpA";
+    LocationPolicyAnnc = 10010, "locationPolicyAnnc", "lcpA";
+    MgmtObjAnnc = 10013, "mgmtObjAnnc";
+    NodeAnnc = 10014, "nodeAnnc", "nodA";
+    RemoteCseAnnc = 10016, "remoteCSEAnnc", "csrA";
+    ScheduleAnnc = 10018, "scheduleAnnc", "schA";
+    SemanticDescriptorAnnc = 10024, "semanticDescriptorAnnc", "smdA";
+    FlexContainerAnnc = 10028, "flexContainerAnnc", "fcntA";
+    TimeSeriesAnnc = 10029, "timeSeriesAnnc", "tsA";
+    TimeSeriesInstanceAnnc = 10030, "timeSeriesInstanceAnnc", "tsiA";
+}
+
+impl Serialize for ResourceType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(i64::from(self.num()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        ResourceType::from_num(n).ok_or_else(|| serde::de::Error::custom(format!("invalid ResourceType {n}")))
     }
 }
 
 impl ResourceType {
-    /// The short name used as `m2m:<name>` in JSON (TS-0004 §8.2.4).
+    /// The short name of ONEM2M.md §4 (TS-0004 §8.2.4), e.g. `ae`; `None` for the types that have
+    /// none there (mgmtObj, which is serialised under its specialisation's name, and 43, 44, 47, 48).
+    pub fn spec_short_name(self) -> Option<&'static str> {
+        self.names().0
+    }
+
+    /// The short name used as `m2m:<name>` in JSON, and in messages, metrics labels and resource
+    /// IDs: the [`spec_short_name`](Self::spec_short_name), or the type's [`name`](Self::name) for
+    /// the few types that have no short name (Warden serves none of those).
     pub fn short_name(self) -> &'static str {
-        NAMES.iter().find(|(t, ..)| *t == self).map_or("unknown", |(_, s, _)| s)
+        self.names().0.unwrap_or_else(|| self.name())
     }
 
-    /// The JSON member name, e.g. `m2m:ae`.
+    /// The JSON member name, e.g. `m2m:ae` (`m2m:` and the [`short_name`](Self::short_name)).
     pub fn member_name(self) -> &'static str {
-        NAMES.iter().find(|(t, ..)| *t == self).map_or("m2m:unknown", |(.., m)| m)
+        self.names().1
     }
 
-    /// The type whose `m2m:` member name is `name` (with or without the `m2m:` prefix).
+    /// The type whose short name is `name` (with or without the `m2m:` prefix). Only the short
+    /// names of §4 are known: a type without one is never found by name.
     pub fn from_short_name(name: &str) -> Option<Self> {
         let name = name.strip_prefix("m2m:").unwrap_or(name);
-        NAMES.iter().find(|(_, s, _)| *s == name).map(|(t, ..)| *t)
+        Self::ALL.iter().copied().find(|t| t.spec_short_name() == Some(name))
+    }
+
+    /// For an announced type (10001 and up), the type it announces.
+    pub fn announced_from(self) -> Option<Self> {
+        let n = self.num();
+        if n > 10_000 { Self::from_num(i64::from(n - 10_000)) } else { None }
+    }
+
+    /// For a `<mgmtObj>` specialisation (1001–1010), true.
+    pub fn is_mgmt_obj_specialisation(self) -> bool {
+        (1001..=1010).contains(&self.num())
     }
 }
-
-/// Type, short name, JSON member name.
-const NAMES: &[(ResourceType, &str, &str)] = &[
-    (ResourceType::AccessControlPolicy, "acp", "m2m:acp"),
-    (ResourceType::Ae, "ae", "m2m:ae"),
-    (ResourceType::Container, "cnt", "m2m:cnt"),
-    (ResourceType::ContentInstance, "cin", "m2m:cin"),
-    (ResourceType::CseBase, "cb", "m2m:cb"),
-    (ResourceType::Delivery, "dlv", "m2m:dlv"),
-    (ResourceType::EventConfig, "evcg", "m2m:evcg"),
-    (ResourceType::ExecInstance, "exin", "m2m:exin"),
-    (ResourceType::Group, "grp", "m2m:grp"),
-    (ResourceType::LocationPolicy, "lcp", "m2m:lcp"),
-    (ResourceType::M2mServiceSubscriptionProfile, "mssp", "m2m:mssp"),
-    (ResourceType::MgmtCmd, "mgc", "m2m:mgc"),
-    (ResourceType::MgmtObj, "mgo", "m2m:mgo"),
-    (ResourceType::Node, "nod", "m2m:nod"),
-    (ResourceType::PollingChannel, "pch", "m2m:pch"),
-    (ResourceType::RemoteCse, "csr", "m2m:csr"),
-    (ResourceType::Request, "req", "m2m:req"),
-    (ResourceType::Schedule, "sch", "m2m:sch"),
-    (ResourceType::ServiceSubscribedAppRule, "asar", "m2m:asar"),
-    (ResourceType::ServiceSubscribedNode, "svsn", "m2m:svsn"),
-    (ResourceType::StatsCollect, "stcl", "m2m:stcl"),
-    (ResourceType::StatsConfig, "stcg", "m2m:stcg"),
-    (ResourceType::Subscription, "sub", "m2m:sub"),
-    (ResourceType::SemanticDescriptor, "smd", "m2m:smd"),
-    (ResourceType::NotificationTargetMgmtPolicyRef, "ntpr", "m2m:ntpr"),
-    (ResourceType::NotificationTargetPolicy, "ntp", "m2m:ntp"),
-    (ResourceType::PolicyDeletionRules, "pdr", "m2m:pdr"),
-    (ResourceType::FlexContainer, "fcnt", "m2m:fcnt"),
-    (ResourceType::TimeSeries, "ts", "m2m:ts"),
-    (ResourceType::TimeSeriesInstance, "tsi", "m2m:tsi"),
-    (ResourceType::Role, "rol", "m2m:rol"),
-    (ResourceType::Token, "tk", "m2m:tk"),
-    (ResourceType::DynamicAuthorizationConsultation, "dac", "m2m:dac"),
-];
 
 impl fmt::Display for ResourceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,6 +372,16 @@ pub enum ReleaseVersion {
 }
 
 impl ReleaseVersion {
+    /// Every release version.
+    pub const ALL: &'static [ReleaseVersion] = &[
+        ReleaseVersion::V1,
+        ReleaseVersion::V2,
+        ReleaseVersion::V2a,
+        ReleaseVersion::V3,
+        ReleaseVersion::V4,
+        ReleaseVersion::V5,
+    ];
+
     /// The versions Warden serves.
     pub const SUPPORTED: &'static [ReleaseVersion] =
         &[ReleaseVersion::V2a, ReleaseVersion::V3, ReleaseVersion::V4, ReleaseVersion::V5];
@@ -309,9 +413,10 @@ impl ReleaseVersion {
         Self::SUPPORTED.contains(&self)
     }
 
-    /// The lowercase `r` App-ID form "will be forbidden from release 4".
+    /// The lowercase `r` App-ID form "will be forbidden from release 4" (ONEM2M.md §1); it is
+    /// tolerated for 2a and 3 only (§2.2, and TS-0004's check on `api`).
     pub fn allows_lowercase_app_id(self) -> bool {
-        self <= Self::V3
+        matches!(self, Self::V2a | Self::V3)
     }
 }
 
@@ -325,16 +430,101 @@ impl fmt::Display for ReleaseVersion {
 mod tests {
     use super::*;
 
-    #[test]
-    fn resource_type_names_round_trip() {
-        for t in ResourceType::ALL {
-            assert_eq!(ResourceType::from_short_name(t.short_name()), Some(*t));
-            assert_eq!(ResourceType::from_short_name(t.member_name()), Some(*t));
-            assert_eq!(ResourceType::from_num(t.num() as i64), Some(*t));
+    /// The short name column of a row: `None` for "—" and for mgmtObj's "specialization names
+    /// (...)"; the first name of "fcnt, or a specialization name such as ...".
+    fn short_of(col: &str) -> Option<&str> {
+        if col == "—" || col.starts_with("specialization") {
+            return None;
         }
+        Some(col.split(',').next().unwrap_or(col).trim())
+    }
+
+    /// The table of ONEM2M.md §4, as text (`src/testdata/resource_types.md`), against the code's:
+    /// every row is a type with that number, name and short name, and every type of the code is a
+    /// row, one of the mgmtObj specialisations, or an announced type that follows the "10000+N" row.
+    #[test]
+    fn matches_the_spec_table() {
+        let spec = include_str!("testdata/resource_types.md");
+        crate::spec_copy::assert_is_in_the_docs(spec);
+        let mut covered = std::collections::BTreeSet::new();
+        let mut rows = 0;
+        for line in spec.lines().filter(|l| l.starts_with("| ") && l.as_bytes()[2].is_ascii_digit()) {
+            rows += 1;
+            let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (ty, name, short) = (cols[1], cols[2], cols[3]);
+            if let Ok(n) = ty.parse::<i64>() {
+                let t = ResourceType::from_num(n).unwrap_or_else(|| panic!("type {n} ({name}) is missing"));
+                assert_eq!(t.name(), name, "{n}");
+                assert_eq!(t.spec_short_name(), short_of(short), "{n}");
+                covered.insert(t);
+            } else if let Some((from, to)) = ty.split_once('–') {
+                // 1001–1010: the mgmtObj specialisations, their short names in order.
+                let (from, to): (i64, i64) = (from.parse().unwrap(), to.parse().unwrap());
+                let shorts: Vec<&str> = short.split(',').map(str::trim).collect();
+                assert_eq!(shorts.len() as i64, to - from + 1, "{line}");
+                for (n, short) in (from..=to).zip(shorts) {
+                    let t = ResourceType::from_num(n).unwrap_or_else(|| panic!("specialisation {n} is missing"));
+                    assert!(t.is_mgmt_obj_specialisation());
+                    assert_eq!(t.spec_short_name(), Some(short), "{n}");
+                    covered.insert(t);
+                }
+            } else {
+                // 10000+N: the examples it gives, by number and short name.
+                assert_eq!(ty, "10000+N", "{line}");
+                let examples = name.split_once('(').unwrap().1;
+                let mut seen = 0;
+                for pair in examples.split(',') {
+                    let mut words = pair.split_whitespace();
+                    let (Some(n), Some(short)) = (words.next(), words.next()) else { continue };
+                    let Ok(n) = n.parse::<i64>() else { continue };
+                    let t = ResourceType::from_num(n).unwrap_or_else(|| panic!("announced type {n} is missing"));
+                    assert_eq!(t.spec_short_name(), Some(short.trim_end_matches(')')), "{n}");
+                    seen += 1;
+                }
+                assert!(seen >= 6, "{line}");
+            }
+        }
+        assert_eq!(rows, 39);
+        // Both ways: the announced types follow the rule, and nothing else is in the code.
+        for t in ResourceType::ALL {
+            if covered.contains(t) {
+                continue;
+            }
+            let base = t.announced_from().unwrap_or_else(|| panic!("{t:?} is in no row of §4"));
+            assert!(covered.contains(&base), "{t:?} announces {base:?}, which is in no row of §4");
+            assert_eq!(t.num(), 10_000 + base.num());
+            assert_eq!(t.name(), format!("{}Annc", base.name()));
+            assert_eq!(t.spec_short_name().map(str::to_owned), base.spec_short_name().map(|s| format!("{s}A")));
+        }
+    }
+
+    #[test]
+    fn short_names() {
+        assert_eq!(ResourceType::from_short_name("m2m:ae"), Some(ResourceType::Ae));
+        assert_eq!(ResourceType::from_short_name("sch"), Some(ResourceType::Schedule));
+        assert_eq!(ResourceType::from_short_name("m2m:aeA"), Some(ResourceType::AeAnnc));
+        assert_eq!(ResourceType::from_short_name("fwr"), Some(ResourceType::Firmware));
         assert_eq!(ResourceType::Ae.member_name(), "m2m:ae");
-        assert_eq!(ResourceType::Schedule.member_name(), "m2m:sch");
+        // mgmtObj has no short name of its own ("mgo" is nobody's)
+        assert_eq!(ResourceType::MgmtObj.spec_short_name(), None);
+        assert_eq!(ResourceType::from_short_name("mgo"), None);
+        assert_eq!(ResourceType::from_short_name("mgmtObj"), None, "names are not short names");
+        assert_eq!(ResourceType::CrossResourceSubscription.short_name(), "crossResourceSubscription");
         assert_eq!(ResourceType::from_num(33), None);
+        assert_eq!(ResourceType::from_num(10_033), None);
+        assert_eq!(ResourceType::Ae.announced_from(), None);
+        assert_eq!(ResourceType::ContainerAnnc.announced_from(), Some(ResourceType::Container));
+    }
+
+    #[test]
+    fn every_type_is_a_number_on_the_wire() {
+        for t in ResourceType::ALL {
+            let json = serde_json::to_string(t).unwrap();
+            assert_eq!(json, t.num().to_string());
+            assert_eq!(serde_json::from_str::<ResourceType>(&json).unwrap(), *t);
+        }
+        assert!(serde_json::from_str::<ResourceType>("33").is_err());
+        assert!(serde_json::from_str::<ResourceType>("\"ae\"").is_err());
     }
 
     #[test]
@@ -356,7 +546,9 @@ mod tests {
         }
         assert!(!ReleaseVersion::parse("1").unwrap().is_supported());
         assert!(ReleaseVersion::parse("6").is_none());
-        assert!(ReleaseVersion::V3.allows_lowercase_app_id());
-        assert!(!ReleaseVersion::V4.allows_lowercase_app_id());
+        // ONEM2M.md §1 and §2.2: lowercase `r` App-IDs at 2a and 3 only
+        let lowercase: Vec<&str> =
+            ReleaseVersion::ALL.iter().filter(|v| v.allows_lowercase_app_id()).map(|v| v.as_str()).collect();
+        assert_eq!(lowercase, ["2a", "3"]);
     }
 }

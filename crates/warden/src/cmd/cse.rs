@@ -215,7 +215,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<CseRun> {
         cse.cse_name = ResourceName::parse(n).map_err(|e| usage(format!("cse.name: {e}")))?;
     }
     if let Some(sp) = &c.sp_id {
-        cse.sp_id = SpId::parse(sp).map_err(|e| usage(format!("cse.sp_id: {e}")))?;
+        // The file may give the bare FQDN (`acme.example.com`); the SP-ID is its absolute form.
+        let sp = if sp.starts_with("//") { sp.clone() } else { format!("//{sp}") };
+        cse.sp_id = SpId::parse(&sp).map_err(|e| usage(format!("cse.sp_id: {e}")))?;
     }
     if let Some(t) = &c.cse_type {
         cse.cse_type = match t.to_ascii_uppercase().as_str() {
