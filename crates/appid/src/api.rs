@@ -210,11 +210,14 @@ pub fn check_reason(reason: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// `POST /v1/import`: how many profiles were registered.
+/// `POST /v1/import`: how many profiles were registered, and how many were registered already with
+/// exactly the record the line describes (so a rerun of an interrupted import converges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImportResponse {
     pub imported: u64,
+    #[serde(default)]
+    pub unchanged: u64,
 }
 
 /// What a token may do.

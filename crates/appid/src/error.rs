@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+/// The field name of errors about the request body as a whole (malformed JSON, a body that is not
+/// an object, a body that is too large).
+pub const BODY: &str = "body";
+
 /// What kind of mistake a [`FieldError`] reports; maps to the API's `error` code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorKind {
@@ -45,17 +49,25 @@ impl FieldError {
         Self { kind: FieldErrorKind::MissingField, field: Some(field.to_owned()), message: message.into() }
     }
 
-    pub fn syntax(e: &serde_json::Error) -> Self {
-        Self { kind: FieldErrorKind::Syntax, field: None, message: format!("malformed JSON: {e}") }
+    /// Malformed JSON, at `field`: the path of the value being read when it broke, or `body` when
+    /// that was the document itself.
+    pub fn syntax(e: &serde_json::Error, field: &str) -> Self {
+        Self { kind: FieldErrorKind::Syntax, field: Some(field.to_owned()), message: format!("malformed JSON: {e}") }
     }
 
     /// Maps serde's error and the path it happened at to the field that failed. serde reports an
     /// unknown or missing field at the path of the object that holds it; the field is appended.
     pub fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        // serde_path_to_error writes `?` for a key it could not read; the field is its parent.
         let path = e.path().to_string();
+        let path = match path.strip_suffix('?') {
+            Some(parent) => parent.strip_suffix('.').unwrap_or(parent).to_owned(),
+            None => path,
+        };
         let inner = e.into_inner();
+        let root = path == "." || path.is_empty();
         if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
-            return Self::syntax(&inner);
+            return Self::syntax(&inner, if root { BODY } else { &path });
         }
         let msg = inner.to_string();
         // serde_json appends " at line L column C"; the path says more.
@@ -65,7 +77,7 @@ impl FieldError {
         };
         // The path may already end in the field (unknown fields) or stop at its parent (missing ones).
         let join = |name: &str| {
-            if path == "." || path.is_empty() {
+            if root {
                 name.to_owned()
             } else if path == name || path.ends_with(&format!(".{name}")) {
                 path.clone()
@@ -89,12 +101,10 @@ impl FieldError {
                 field: Some(field),
             };
         }
-        let field = if path == "." || path.is_empty() { None } else { Some(path) };
-        let message = match &field {
-            Some(f) => format!("{f}: {msg}"),
-            None => msg,
-        };
-        Self { kind: FieldErrorKind::Invalid, field, message }
+        // A wrong value at the top (an array instead of an object) is the body's fault.
+        let field = if root { BODY.to_owned() } else { path };
+        let message = format!("{field}: {msg}");
+        Self { kind: FieldErrorKind::Invalid, field: Some(field), message }
     }
 }
 

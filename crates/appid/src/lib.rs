@@ -6,6 +6,7 @@
 //!   sends), with validation that names the failing field ([`FieldError`]).
 //! - [`sign`]: [`Signer`] and [`KeySet`]: the `Warden-Signature` header and `GET /v1/keys`.
 //! - [`api`]: lookup, change feed, errors, list pages and the admin calls' bodies.
+//! - [`import`]: the checks of a bulk import's lines, shared by the registry and the CLI.
 //! - [`pattern`]: `*` patterns over AE-IDs and originators.
 //!
 //! The certificate SAN convention (`urn:onem2m:app-id:<App-ID>`) lives in the `pki` crate, with the
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod error;
+pub mod import;
 pub mod pattern;
 pub mod profile;
 pub mod sign;
@@ -25,7 +27,8 @@ pub use api::{
     ApiError, Change, ChangeKind, ChangesPage, DeviceRequest, DeviceStatus, ImportResponse, ListPage, LookupRequest,
     LookupResponse, Role, RotateResponse, StatusRequest, TokenRequest, TokenResponse,
 };
-pub use error::{FieldError, FieldErrorKind};
+pub use error::{BODY, FieldError, FieldErrorKind};
+pub use import::ImportCheck;
 pub use profile::{
     AppClass, Application, AuthMethod, Authentication, Binding, CommClass, Communications, Container, DataCategory,
     DataModel, DataPrivacy, Devices, Draft, Issue, KeyStorage, Record, Registrant, Root, Security, Sharing, Status,

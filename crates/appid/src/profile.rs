@@ -682,11 +682,16 @@ pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-/// Deserialises `bytes` as `T`, naming the path of the first failing field.
+/// Deserialises `bytes` as `T`, a JSON object (every body of the API is one), naming the path of
+/// the first failing field.
 pub fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, FieldError> {
+    // serde would also read a struct from an array of its fields; the API takes objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Err(FieldError::invalid(crate::error::BODY, "the body must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(FieldError::from_serde)?;
-    de.end().map_err(|e| FieldError::syntax(&e))?;
+    de.end().map_err(|e| FieldError::syntax(&e, crate::error::BODY))?;
     Ok(value)
 }
 
@@ -836,19 +841,32 @@ pub(crate) mod tests {
         assert_eq!(draft_err(&v).field.as_deref(), Some("application.name"));
     }
 
+    /// Malformed JSON names where it broke: the field being read, or `body` for the document.
     #[test]
-    fn syntax_errors_have_no_field() {
-        for bad in [&b"{not json"[..], b"", b"[1,2]", b"{} trailing", b"{\"appId\":"] {
-            let e = parse_draft(bad).unwrap_err();
-            assert!(
-                matches!(e.kind, FieldErrorKind::Syntax | FieldErrorKind::Invalid | FieldErrorKind::MissingField),
-                "{e:?}"
-            );
-        }
-        assert_eq!(parse_draft(b"{not json").unwrap_err().kind, FieldErrorKind::Syntax);
+    fn syntax_errors_name_where_they_failed() {
         let mut trailing = serde_json::to_vec(&sample()).unwrap();
         trailing.extend_from_slice(b" x");
-        assert_eq!(parse_draft(&trailing).unwrap_err().kind, FieldErrorKind::Syntax);
+        let cases: &[(&[u8], FieldErrorKind, &str)] = &[
+            (b"{not json", FieldErrorKind::Syntax, "body"),
+            (b"", FieldErrorKind::Syntax, "body"),
+            (b"   ", FieldErrorKind::Syntax, "body"),
+            (&trailing, FieldErrorKind::Syntax, "body"),
+            (b"[1,2]", FieldErrorKind::Invalid, "body"),
+            (b"\"a string\"", FieldErrorKind::Invalid, "body"),
+            (b"{\"appId\":", FieldErrorKind::Syntax, "appId"),
+            (b"{\"appId\": \"Ra.b.c\", \"application\": {\"class\": tru", FieldErrorKind::Syntax, "application.class"),
+            (b"{\"registrant\": {\"name\": \"x\",}}", FieldErrorKind::Syntax, "registrant"),
+        ];
+        for (bytes, kind, field) in cases {
+            let e = parse_draft(bytes).unwrap_err();
+            assert_eq!(
+                (e.kind, e.field.as_deref()),
+                (*kind, Some(*field)),
+                "{:?}: {e:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert!(!e.message.is_empty());
+        }
     }
 
     #[test]

@@ -9,6 +9,9 @@ use http::{HeaderValue, StatusCode, header};
 use crate::auth::AuthError;
 use crate::store::StoreError;
 
+/// The field of authentication failures: the header that carries the token.
+const AUTHORIZATION: &str = "Authorization";
+
 /// A refused or failed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiFailure {
@@ -36,6 +39,11 @@ impl ApiFailure {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A refusal of the request body as a whole (too large, too slow, unreadable).
+    pub fn body(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, code, message).with_field(appid::BODY)
+    }
+
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the registry failed; see its log")
     }
@@ -59,8 +67,10 @@ impl From<AuthError> for ApiFailure {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "send a valid token as Authorization: Bearer <token>",
-            ),
-            AuthError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", "this call needs an admin token"),
+            )
+            .with_field(AUTHORIZATION),
+            AuthError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", "this call needs an admin token")
+                .with_field(AUTHORIZATION),
         }
     }
 }
@@ -79,7 +89,7 @@ impl From<StoreError> for ApiFailure {
             )
             .with_field("If-Match"),
             StoreError::Invalid(fe) => fe.into(),
-            StoreError::NoSuchEntry(what) => Self::not_found(what),
+            StoreError::NoSuchEntry { field, message } => Self::not_found(message).with_field(field),
             StoreError::Backend(why) => {
                 tracing::error!(error = %why, "storage failure");
                 Self::internal()

@@ -174,7 +174,7 @@ async fn read_body(
         }
     }
     let too_large = || {
-        ApiFailure::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
+        ApiFailure::body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
     };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -182,10 +182,10 @@ async fn read_body(
     }
     let timeout = reg.limits().body_read_timeout;
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiFailure::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the body took too long to arrive")),
+        Err(_) => Err(ApiFailure::body(StatusCode::REQUEST_TIMEOUT, "timeout", "the body took too long to arrive")),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_body", "the body could not be read")),
+        Ok(Err(_)) => Err(ApiFailure::body(StatusCode::BAD_REQUEST, "invalid_body", "the body could not be read")),
     }
 }
 
@@ -344,14 +344,11 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch> {
         return Ok(IfMatch::Any);
     }
     let digits = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
-    digits.parse::<u64>().map(IfMatch::Version).map_err(|_| {
-        ApiFailure::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            format!("If-Match {s:?} matches no version: send an ETag such as \"3\""),
-        )
-        .with_field("If-Match")
-    })
+    // Not an ETag this registry gives out: a malformed header (400), not a stale version (412).
+    digits
+        .parse::<u64>()
+        .map(IfMatch::Version)
+        .map_err(|_| ApiFailure::bad_request("If-Match", format!("{s:?} is not an ETag: send one such as \"3\", or *")))
 }
 
 async fn replace(State(reg): State<Registry>, headers: HeaderMap, params: Params, body: Body) -> Result<Response> {
@@ -418,8 +415,7 @@ async fn changes(State(reg): State<Registry>, headers: HeaderMap, Q(p): Q<Change
 async fn import(State(reg): State<Registry>, headers: HeaderMap, body: Body) -> Result<Response> {
     reg.authorize(headers.get(header::AUTHORIZATION), Role::Admin)?;
     let bytes = read_body(&reg, &headers, body, reg.limits().import_bytes, Media::NdJson).await?;
-    let imported = reg.import(bytes).await?;
-    Ok(value_response(StatusCode::OK, &appid::ImportResponse { imported }))
+    Ok(value_response(StatusCode::OK, &reg.import(bytes).await?))
 }
 
 async fn mint_token(State(reg): State<Registry>, headers: HeaderMap, body: Body) -> Result<Response> {

@@ -1,7 +1,6 @@
 //! The registry itself, behind its HTTP API: tokens, signing keys, signed answers and their cache,
 //! writes with their change-feed notifications, and the long-poll.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use appid::api::lookup_body;
 use appid::pattern::denied_by;
 use appid::{
-    Change, ChangesPage, DeviceStatus, Draft, FieldError, KeySet, LookupRequest, Role, Signer, Status, TokenResponse,
+    Change, ChangesPage, DeviceStatus, Draft, ImportCheck, ImportResponse, KeySet, LookupRequest, Role, Signer, Status,
+    TokenResponse,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -432,27 +432,33 @@ impl Registry {
         }
     }
 
-    /// `POST /v1/import`: one profile per line, all or nothing.
-    pub async fn import(&self, body: Bytes) -> Result<u64, ApiFailure> {
+    /// `POST /v1/import`: one profile per line, all or nothing. Lines whose App-ID is registered
+    /// already with exactly the record they describe are left as they are (so rerunning an
+    /// interrupted import converges); one registered with other content is a 409 naming its line.
+    pub async fn import(&self, body: Bytes) -> Result<ImportResponse, ApiFailure> {
         let records =
             tokio::task::spawn_blocking(move || parse_import(&body)).await.map_err(|_| ApiFailure::internal())??;
-        let (records, lines): (Vec<_>, Vec<_>) = records.into_iter().unzip();
-        let n = records.len() as u64;
-        if n == 0 {
-            return Ok(0);
+        if records.is_empty() {
+            return Ok(ImportResponse { imported: 0, unchanged: 0 });
         }
-        let changes = self.inner.store.insert(records, now()).await.map_err(|e| match e {
+        let (records, lines): (Vec<_>, Vec<_>) = records.into_iter().unzip();
+        let done = self.inner.store.import(records, now()).await.map_err(|e| match e {
             StoreError::Conflict(id) => {
                 let line = lines.iter().find(|(_, a)| a == &id).map_or(0, |(l, _)| *l);
-                ApiFailure::new(StatusCode::CONFLICT, "conflict", format!("line {line}: {id} is already registered"))
-                    .with_field("appId")
+                ApiFailure::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("line {line}: {id} is already registered with other content"),
+                )
+                .with_field("appId")
             }
             other => other.into(),
         })?;
-        self.changed(&changes);
-        metrics::counter!(telemetry::IMPORTED).increment(n);
-        tracing::info!(records = n, "bulk import committed");
-        Ok(n)
+        self.changed(&done.changes);
+        let imported = done.changes.len() as u64;
+        metrics::counter!(telemetry::IMPORTED).increment(imported);
+        tracing::info!(records = imported, unchanged = done.unchanged, "bulk import committed");
+        Ok(ImportResponse { imported, unchanged: done.unchanged })
     }
 
     /// Health: the store answers.
@@ -491,35 +497,22 @@ fn not_found(app_id: &AppId) -> ApiFailure {
     ApiFailure::not_found(format!("{app_id} is not registered")).with_field("appId")
 }
 
-/// Parses an import body: each non-blank line a draft with an `appId`. Returns each record with
-/// its line number and App-ID, or the first bad line as a 400.
+/// Parses an import body with [`ImportCheck`]. Returns each record with its line number and
+/// App-ID, or the first bad line as a 400 that names it.
 #[allow(clippy::type_complexity)]
 fn parse_import(body: &[u8]) -> Result<Vec<(StoredRecord, (usize, AppId))>, ApiFailure> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-        let line_no = i + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let at_line = |e: FieldError| {
+    let mut check = ImportCheck::new();
+    for (line_no, line) in appid::import::lines(body) {
+        let checked = check.line(line).map_err(|e| {
             let mut f = ApiFailure::from(e);
             f.message = format!("line {line_no}: {}", f.message);
             f
-        };
-        let draft = appid::parse_draft(line).map_err(at_line)?;
-        let Some(app_id) = draft.app_id.clone() else {
-            return Err(at_line(FieldError::missing(
-                "appId",
-                "an import line needs appId (issue is for single creates)",
-            )));
-        };
-        if !seen.insert(app_id.clone()) {
-            return Err(at_line(FieldError::invalid("appId", format!("{app_id} appears twice in this import"))));
+        })?;
+        if let Some((app_id, draft)) = checked {
+            let record = StoredRecord::from_record(&draft.into_new_record(app_id.clone()));
+            out.push((record, (line_no, app_id)));
         }
-        let record = StoredRecord::from_record(&draft.into_new_record(app_id.clone()));
-        out.push((record, (line_no, app_id)));
     }
     Ok(out)
 }

@@ -9,6 +9,8 @@
 //! Only the modules under `store` know SQL.
 
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,8 +35,9 @@ pub enum StoreError {
     VersionMismatch { current: u64 },
     #[error("{0}")]
     Invalid(FieldError),
-    #[error("{0}")]
-    NoSuchEntry(String),
+    /// Something other than a record is not there: a deny entry (`field` `aeId`), a key (`kid`).
+    #[error("{message}")]
+    NoSuchEntry { field: &'static str, message: String },
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -143,7 +146,10 @@ impl Mutation {
             }
             Mutation::Allow { pattern, .. } => {
                 let Some(i) = current.devices.denied.iter().position(|p| p == &pattern) else {
-                    return Err(StoreError::NoSuchEntry(format!("{pattern:?} is not on the deny list")));
+                    return Err(StoreError::NoSuchEntry {
+                        field: "aeId",
+                        message: format!("{pattern:?} is not on the deny list"),
+                    });
                 };
                 let mut next = current.clone();
                 next.devices.denied.remove(i);
@@ -170,6 +176,15 @@ pub struct Modified {
     pub record: StoredRecord,
     /// The change, or `None` if the call changed nothing.
     pub change: Option<Change>,
+}
+
+/// What [`Store::import`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Imported {
+    /// One `created` change per record registered.
+    pub changes: Vec<Change>,
+    /// Records that were registered already, identical.
+    pub unchanged: u64,
 }
 
 /// The state of a signing key.
@@ -220,8 +235,8 @@ pub struct StoredToken {
     pub label: String,
 }
 
-/// The registry's storage. Implementations: [`SqliteStore`] (embedded), PostgreSQL to follow; both
-/// must pass the store suite in `tests/it/store_suite.rs`.
+/// The registry's storage. Implementations: [`SqliteStore`] (embedded), PostgreSQL to follow; each
+/// must pass the store suite (`store::suite`, run from the backend's own tests).
 pub trait Store: Send + Sync + 'static {
     /// One record.
     fn get<'a>(&'a self, app_id: &'a AppId) -> StoreFuture<'a, Option<StoredRecord>>;
@@ -232,6 +247,12 @@ pub trait Store: Send + Sync + 'static {
     /// Registers new records in one transaction, each with a `created` change: all or nothing.
     /// [`StoreError::Conflict`] names an App-ID that exists already. Returns the changes.
     fn insert(&self, records: Vec<StoredRecord>, at: Timestamp) -> StoreFuture<'_, Vec<Change>>;
+
+    /// Registers the records of a bulk import in one transaction: each new one with a `created`
+    /// change, in order; one that is registered already with exactly the same JSON is left as it is
+    /// and counted as unchanged (so that importing the same file again converges); one registered
+    /// with other content is [`StoreError::Conflict`], and then nothing is stored.
+    fn import(&self, records: Vec<StoredRecord>, at: Timestamp) -> StoreFuture<'_, Imported>;
 
     /// Applies `mutation` to one record in one transaction with its change.
     fn modify<'a>(&'a self, app_id: &'a AppId, mutation: Mutation, at: Timestamp) -> StoreFuture<'a, Modified>;

@@ -20,8 +20,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{
-    KeyState, ListQuery, Modified, Mutation, Store, StoreError, StoreFuture, StoredKey, StoredRecord, StoredToken,
-    join_denied, split_denied,
+    Imported, KeyState, ListQuery, Modified, Mutation, Store, StoreError, StoreFuture, StoredKey, StoredRecord,
+    StoredToken, join_denied, split_denied,
 };
 
 /// The migrations, in order. A database newer than the last one is refused.
@@ -250,6 +250,53 @@ fn append_change(
     Ok(Change { seq, app_id: app_id.clone(), kind, status, at })
 }
 
+/// What [`insert_records`] does with an App-ID that is registered already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Refuse the whole batch.
+    Conflict,
+    /// Leave it if its stored JSON is the same, else refuse the whole batch.
+    KeepIdentical,
+}
+
+/// Inserts `records` in the caller's transaction, each with its `created` change.
+fn insert_records(
+    tx: &rusqlite::Transaction<'_>,
+    records: &[StoredRecord],
+    at: Timestamp,
+    existing: Existing,
+) -> Result<Imported, StoreError> {
+    let mut done = Imported { changes: Vec::with_capacity(records.len()), unchanged: 0 };
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO app_ids (app_id, version, status, class, app_type, name, record, denied) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (app_id) DO NOTHING",
+    )?;
+    for r in records {
+        let inserted = ins.execute(params![
+            r.app_id.as_str(),
+            i64_of(r.version),
+            r.status.as_str(),
+            r.class.as_str(),
+            r.app_type,
+            r.name,
+            &r.json[..],
+            join_denied(&r.denied),
+        ])?;
+        if inserted == 0 {
+            let stored: Vec<u8> = tx
+                .prepare_cached("SELECT record FROM app_ids WHERE app_id = ?1")?
+                .query_row([r.app_id.as_str()], |row| row.get(0))?;
+            if existing == Existing::KeepIdentical && stored == r.json[..] {
+                done.unchanged += 1;
+                continue;
+            }
+            return Err(StoreError::Conflict(r.app_id.clone()));
+        }
+        done.changes.push(append_change(tx, &r.app_id, ChangeKind::Created, r.status, at, None)?);
+    }
+    Ok(done)
+}
+
 impl Store for SqliteStore {
     fn get<'a>(&'a self, app_id: &'a AppId) -> StoreFuture<'a, Option<StoredRecord>> {
         Box::pin(async move {
@@ -305,38 +352,18 @@ impl Store for SqliteStore {
     fn insert(&self, records: Vec<StoredRecord>, at: Timestamp) -> StoreFuture<'_, Vec<Change>> {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut changes = Vec::with_capacity(records.len());
-            {
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO app_ids (app_id, version, status, class, app_type, name, record, denied) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                for r in &records {
-                    let res = ins.execute(params![
-                        r.app_id.as_str(),
-                        i64_of(r.version),
-                        r.status.as_str(),
-                        r.class.as_str(),
-                        r.app_type,
-                        r.name,
-                        &r.json[..],
-                        join_denied(&r.denied),
-                    ]);
-                    match res {
-                        Ok(_) => {}
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-                        {
-                            return Err(StoreError::Conflict(r.app_id.clone()));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    changes.push(append_change(&tx, &r.app_id, ChangeKind::Created, r.status, at, None)?);
-                }
-            }
+            let done = insert_records(&tx, &records, at, Existing::Conflict)?;
             tx.commit()?;
-            Ok(changes)
+            Ok(done.changes)
+        })
+    }
+
+    fn import(&self, records: Vec<StoredRecord>, at: Timestamp) -> StoreFuture<'_, Imported> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done = insert_records(&tx, &records, at, Existing::KeepIdentical)?;
+            tx.commit()?;
+            Ok(done)
         })
     }
 
@@ -467,7 +494,10 @@ impl Store for SqliteStore {
                 tx.query_row("SELECT state FROM signing_keys WHERE kid = ?1", [&kid], |r| r.get(0)).optional()?;
             match state.as_deref().and_then(KeyState::parse) {
                 None | Some(KeyState::Retired) => {
-                    return Err(StoreError::NoSuchEntry(format!("no published signing key {kid:?}")));
+                    return Err(StoreError::NoSuchEntry {
+                        field: "kid",
+                        message: format!("no published signing key {kid:?}"),
+                    });
                 }
                 Some(KeyState::Active) => {
                     return Err(StoreError::Invalid(appid::FieldError::invalid(
@@ -489,5 +519,74 @@ impl Store for SqliteStore {
             let n: i64 = reader.prepare_cached("SELECT COUNT(*) FROM signing_keys")?.query_row([], |r| r.get(0))?;
             u64::try_from(n).map_err(|_| corrupt("key count"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> StoredRecord {
+        let d = appid::parse_draft(
+            serde_json::json!({
+                "appId": id,
+                "registrant": {"name": "R"},
+                "application": {"type": "t", "class": "consumer", "name": "n"},
+                "security": {"keyStorage": "software"},
+                "authentication": {"method": "none"},
+                "communications": {"class": "on-demand", "bindings": ["http"]},
+                "dataPrivacy": {"category": "non-personal", "sharing": "public"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        StoredRecord::from_record(&d.into_new_record(AppId::parse(id).unwrap()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        super::super::suite::run(|| {
+            n += 1;
+            let path = dir.path().join(format!("suite{n}.db"));
+            async move { SqliteStore::open(&path, 2).unwrap() }
+        })
+        .await;
+    }
+
+    /// WAL, so that a write acknowledged after its commit survives a crash of the process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_database_is_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let s = SqliteStore::open(&path, 1).unwrap();
+        s.insert(vec![record("Rw.com.x.a")], Timestamp::from_secs(1)).await.unwrap();
+        let other = Connection::open(&path).unwrap();
+        let mode: String = other.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let reader = s.reader().await.unwrap();
+        let mode: String = reader.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = s.write(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(sync, 1, "synchronous=NORMAL on the writer");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopens_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        {
+            let s = SqliteStore::open(&path, 1).unwrap();
+            s.insert(vec![record("Rv.com.x.a")], Timestamp::from_secs(1)).await.unwrap();
+        }
+        let s = SqliteStore::open(&path, 1).unwrap();
+        assert!(s.get(&AppId::parse("Rv.com.x.a").unwrap()).await.unwrap().is_some());
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO schema_version (version) VALUES (999)", []).unwrap();
+        drop(conn);
+        assert!(matches!(SqliteStore::open(&path, 1), Err(StoreError::Backend(m)) if m.contains("999")));
     }
 }

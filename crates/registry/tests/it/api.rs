@@ -92,7 +92,7 @@ async fn bad_input_names_the_field() {
 
     call(Method::POST, &url, Some(ADMIN), Some(Body::Raw(b"{not json".to_vec(), "application/json")), &[])
         .await
-        .assert_error(400, "invalid_json", None);
+        .assert_error(400, "invalid_json", Some("body"));
     let mut p = profile("Rbar.com.bar.y");
     p["bogusField"] = json!(1);
     create(&s, p).await.assert_error(400, "unknown_field", Some("bogusField"));
@@ -124,7 +124,7 @@ async fn bad_input_names_the_field() {
     call(Method::POST, &url, Some(ADMIN), Some(Body::Raw(big, "application/json")), &[]).await.assert_error(
         413,
         "payload_too_large",
-        None,
+        Some("body"),
     );
     call(Method::GET, &format!("{}/v2/nothing", s.base), Some(ADMIN), None, &[]).await.assert_error(
         404,
@@ -146,10 +146,10 @@ async fn tokens_and_roles() {
     call(Method::POST, &url, None, Some(Body::Json(profile("Rtok.com.bar.u"))), &[]).await.assert_error(
         401,
         "unauthorized",
-        None,
+        Some("Authorization"),
     );
     let a = call(Method::POST, &url, Some("wrong"), Some(Body::Json(profile("Rtok.com.bar.u"))), &[]).await;
-    a.assert_error(401, "unauthorized", None);
+    a.assert_error(401, "unauthorized", Some("Authorization"));
     assert_eq!(a.header("www-authenticate").as_deref(), Some("Bearer"));
 
     let minted = call(
@@ -175,9 +175,9 @@ async fn tokens_and_roles() {
     call(Method::POST, &url, Some(&read), Some(Body::Json(profile("Rtok.com.bar.u"))), &[]).await.assert_error(
         403,
         "forbidden",
-        None,
+        Some("Authorization"),
     );
-    call(Method::GET, &url, Some(&read), None, &[]).await.assert_error(403, "forbidden", None);
+    call(Method::GET, &url, Some(&read), None, &[]).await.assert_error(403, "forbidden", Some("Authorization"));
     call(
         Method::POST,
         &format!("{url}/{app}/status"),
@@ -186,14 +186,14 @@ async fn tokens_and_roles() {
         &[],
     )
     .await
-    .assert_error(403, "forbidden", None);
+    .assert_error(403, "forbidden", Some("Authorization"));
     call(Method::POST, &format!("{}/v1/tokens", s.base), Some(&read), Some(Body::Json(json!({"role": "admin"}))), &[])
         .await
-        .assert_error(403, "forbidden", None);
+        .assert_error(403, "forbidden", Some("Authorization"));
     call(Method::POST, &format!("{}/v1/keys/rotate", s.base), Some(&read), None, &[]).await.assert_error(
         403,
         "forbidden",
-        None,
+        Some("Authorization"),
     );
     call(Method::POST, &format!("{}/v1/tokens", s.base), Some(ADMIN), Some(Body::Json(json!({"role": "root"}))), &[])
         .await
@@ -241,11 +241,12 @@ async fn versioned_updates_and_status() {
         "precondition_failed",
         Some("If-Match"),
     );
-    call(Method::PUT, &url, Some(ADMIN), Some(Body::Json(upd.clone())), &[("if-match", "garbage")]).await.assert_error(
-        412,
-        "precondition_failed",
-        Some("If-Match"),
-    );
+    // a malformed If-Match is bad input, not a stale version
+    for garbage in ["garbage", "\"\"", "W/\"2\"", "\"-1\""] {
+        call(Method::PUT, &url, Some(ADMIN), Some(Body::Json(upd.clone())), &[("if-match", garbage)])
+            .await
+            .assert_error(400, "invalid_field", Some("If-Match"));
+    }
     // the registry owns status and devices
     let mut sneaky = upd.clone();
     sneaky["status"] = json!("revoked");
@@ -343,7 +344,7 @@ async fn device_deny_list() {
     let del = dev(Method::DELETE, "Sstolen1", None).await;
     assert_eq!(del.status, 200);
     assert_eq!(status_of("Sstolen1").await, json!("allowed"));
-    dev(Method::DELETE, "Sstolen1", None).await.assert_error(404, "not_found", None);
+    dev(Method::DELETE, "Sstolen1", None).await.assert_error(404, "not_found", Some("aeId"));
     let gone = call(
         Method::PUT,
         &format!("{}/v1/app-ids/Rno.such.app/devices/S1", s.base),
@@ -508,11 +509,11 @@ async fn import_is_all_or_nothing() {
     let imp = |body: Vec<u8>| call(Method::POST, &url, Some(ADMIN), Some(Body::Raw(body, "application/x-ndjson")), &[]);
 
     let ok = imp(lines(&["Rimp.com.bar.a1", "Rimp.com.bar.a2", "Rimp.com.bar.a3"])).await;
-    assert_eq!((ok.status, ok.json()), (200, json!({"imported": 3})));
+    assert_eq!((ok.status, ok.json()), (200, json!({"imported": 3, "unchanged": 0})));
     // blank lines and CRLF are fine
     let mut crlf = b"\r\n".to_vec();
     crlf.extend(String::from_utf8(lines(&["Rimp.com.bar.b1"])).unwrap().replace('\n', "\r\n").into_bytes());
-    assert_eq!(imp(crlf).await.json(), json!({"imported": 1}));
+    assert_eq!(imp(crlf).await.json(), json!({"imported": 1, "unchanged": 0}));
 
     // a bad third line: 400 naming line and field, and nothing of the request is registered
     let mut body = lines(&["Rimp.com.bar.c1", "Rimp.com.bar.c2"]);
@@ -525,29 +526,37 @@ async fn import_is_all_or_nothing() {
     let c1 = call(Method::GET, &format!("{}/v1/app-ids/Rimp.com.bar.c1", s.base), Some(ADMIN), None, &[]).await;
     assert_eq!(c1.status, 404, "a failed import registers nothing");
 
-    // a conflict with an existing App-ID rolls back the whole request
-    let a = imp(lines(&["Rimp.com.bar.d1", "Rimp.com.bar.a2"])).await;
+    // an App-ID registered with other content rolls back the whole request, naming the line
+    let mut changed = profile("Rimp.com.bar.a2");
+    changed["application"]["name"] = json!("Another name");
+    let mut body = lines(&["Rimp.com.bar.d1"]);
+    body.extend(serde_json::to_vec(&changed).unwrap());
+    let a = imp(body).await;
     a.assert_error(409, "conflict", Some("appId"));
     assert!(a.json()["message"].as_str().unwrap().starts_with("line 2:"), "{}", a.json());
     assert_eq!(
         call(Method::GET, &format!("{}/v1/app-ids/Rimp.com.bar.d1", s.base), Some(ADMIN), None, &[]).await.status,
         404
     );
+    // the same lines again (a rerun after an interruption): identical records are left alone
+    let again = imp(lines(&["Rimp.com.bar.a1", "Rimp.com.bar.d1", "Rimp.com.bar.a2", "Rimp.com.bar.a3"])).await;
+    assert_eq!((again.status, again.json()), (200, json!({"imported": 1, "unchanged": 3})));
     // duplicates within the request, a line without appId, malformed JSON
     let a = imp(lines(&["Rimp.com.bar.e1", "Rimp.com.bar.e1"])).await;
     a.assert_error(400, "invalid_field", Some("appId"));
     let mut no_id = profile("x");
     no_id.as_object_mut().unwrap().remove("appId");
     imp(serde_json::to_vec(&no_id).unwrap()).await.assert_error(400, "missing_field", Some("appId"));
-    imp(b"{\"appId\": \n".to_vec()).await.assert_error(400, "invalid_json", None);
+    imp(b"{\"appId\": \n".to_vec()).await.assert_error(400, "invalid_json", Some("appId"));
+    imp(b"{\"appId\" 1}\n".to_vec()).await.assert_error(400, "invalid_json", Some("body"));
     // the import route has its own body limit
     let many: Vec<String> = (0..300).map(|i| format!("Rimp.com.bar.big{i}")).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-    imp(lines(&refs)).await.assert_error(413, "payload_too_large", None);
+    imp(lines(&refs)).await.assert_error(413, "payload_too_large", Some("body"));
 
     let feed =
         call(Method::GET, &format!("{}/v1/changes?after=0&limit=1000", s.base), Some(ADMIN), None, &[]).await.json();
-    assert_eq!(feed["changes"].as_array().unwrap().len(), 4, "one created change per imported record");
+    assert_eq!(feed["changes"].as_array().unwrap().len(), 5, "one created change per imported record");
     s.stop().await;
 }
 

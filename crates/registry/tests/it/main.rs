@@ -1,9 +1,10 @@
-//! The registry end to end over HTTP on 127.0.0.1:0, and the store suite.
+//! The registry end to end over HTTP on 127.0.0.1:0. (The store suite runs in the unit tests of
+//! each backend: `src/store/suite.rs`.)
 
 mod api;
+mod errors;
 mod feed;
 mod helpers;
 mod openapi;
 mod persistence;
 mod signatures;
-mod store_suite;

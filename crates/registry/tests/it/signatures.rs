@@ -66,6 +66,6 @@ async fn rotation_keeps_old_answers_verifiable_until_retired() {
     assert_eq!(old.verify(&left), Err(SignatureError::UnknownKey("k1".into())));
     let a =
         call(Method::DELETE, &format!("{}/v1/keys/k1", s.base), Some(ADMIN), Some(Body::Json(json!({}))), &[]).await;
-    a.assert_error(404, "not_found", None);
+    a.assert_error(404, "not_found", Some("kid"));
     s.stop().await;
 }
