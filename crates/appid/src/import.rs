@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use onem2m::AppId;
 
 use crate::error::FieldError;
-use crate::profile::{Draft, parse_draft};
+use crate::profile::{Draft, from_json};
 
 /// The lines of an import body, numbered from 1, without their line ends (`\n` or `\r\n`).
 pub fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -31,10 +31,11 @@ impl ImportCheck {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let draft = parse_draft(line)?;
+        let draft: Draft = from_json(line)?;
         let Some(app_id) = draft.app_id.clone() else {
             return Err(FieldError::missing("appId", "an import line needs appId (issue is for single creates)"));
         };
+        draft.validate()?;
         if !self.seen.insert(app_id.clone()) {
             return Err(FieldError::invalid("appId", format!("{app_id} appears twice in this import")));
         }

@@ -1,11 +1,11 @@
 //! `warden appid ...`: manage the App-IDs of a registry.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use appid::{Record, Status};
+use appid::{ImportCheck, ImportResponse, Record, Status};
 use bytes::Bytes;
 use onem2m::AppId;
 use registry::ClientError;
@@ -75,8 +75,10 @@ pub(crate) enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Register every profile in FILE (NDJSON, one profile per line), in chunks; each chunk is
-    /// one transaction.
+    /// Register every profile in FILE (NDJSON, one profile per line). Every line is checked first
+    /// and nothing is sent if one is bad; then chunks are sent, each one transaction. Records that
+    /// are registered already with identical content are skipped, so after a failure the same
+    /// command can simply be run again.
     Import {
         file: PathBuf,
         /// Lines per request.
@@ -258,10 +260,67 @@ fn relocate(e: ClientError, first_line: u64) -> anyhow::Error {
     }
 }
 
-async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, parallel: usize, json: bool) -> anyhow::Result<()> {
-    let f = std::fs::File::open(file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = BufReader::with_capacity(1 << 20, f);
+/// How many bad lines the check reports before it only counts them.
+const REPORTED_LINES: usize = 20;
+
+/// The lines of a file, read one at a time.
+struct Lines {
+    file: PathBuf,
+    reader: BufReader<std::fs::File>,
+    line: Vec<u8>,
+    line_no: u64,
+}
+
+impl Lines {
+    fn open(file: &Path) -> anyhow::Result<Self> {
+        let f = std::fs::File::open(file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+        Ok(Self { file: file.to_owned(), reader: BufReader::with_capacity(1 << 20, f), line: Vec::new(), line_no: 0 })
+    }
+
+    /// The next line's number (from 1), its bytes without the line end, and how many bytes were read.
+    fn next_line(&mut self) -> anyhow::Result<Option<(u64, &[u8], u64)>> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.line)
+            .with_context(|| format!("cannot read {}", self.file.display()))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        Ok(Some((self.line_no, text.strip_suffix(b"\r").unwrap_or(text), n as u64)))
+    }
+}
+
+/// Checks every line of the file as the registry will (appid's [`ImportCheck`]), before anything is
+/// sent. Returns how many App-IDs the file names, or every bad line (the first
+/// [`REPORTED_LINES`] of them) with its number and field.
+fn check_file(file: &Path, bar: &indicatif::ProgressBar) -> anyhow::Result<usize> {
+    let mut check = ImportCheck::new();
+    let (mut bad, mut report) = (0u64, String::new());
+    let mut lines = Lines::open(file)?;
+    while let Some((line_no, line, read)) = lines.next_line()? {
+        bar.inc(read);
+        if let Err(e) = check.line(line) {
+            bad += 1;
+            if bad as usize <= REPORTED_LINES {
+                let field = e.field.as_deref().map(|f| format!(" (field {f})")).unwrap_or_default();
+                report.push_str(&format!("\n  line {line_no}: {}{field}", e.message));
+            }
+        }
+    }
+    if bad > 0 {
+        if bad as usize > REPORTED_LINES {
+            report.push_str(&format!("\n  and {} more", bad as usize - REPORTED_LINES));
+        }
+        anyhow::bail!("{}: {bad} bad lines; nothing was imported{report}", file.display());
+    }
+    Ok(check.count())
+}
+
+async fn import(c: &RegistryClient, file: &Path, chunk: u64, parallel: usize, json: bool) -> anyhow::Result<()> {
+    let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let bar = if std::io::stdout().is_terminal() {
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stdout());
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -274,80 +333,108 @@ async fn import(c: &RegistryClient, file: &PathBuf, chunk: u64, parallel: usize,
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
+    bar.set_message("checking");
+    let count = match check_file(file, &bar) {
+        Ok(n) => n,
+        Err(e) => {
+            bar.abandon();
+            return Err(e);
+        }
+    };
+    bar.reset();
+    bar.set_message("importing");
+
     // Up to `parallel` chunks in flight, so that the registry parses one while it writes another.
     let mut in_flight: tokio::task::JoinSet<ChunkDone> = tokio::task::JoinSet::new();
-    let (mut imported, mut line_no, mut buf, mut line) = (0u64, 0u64, Vec::new(), Vec::new());
-    let (mut lines_in_buf, mut first_line) = (0u64, 1u64);
-    let mut failed: Option<anyhow::Error> = None;
+    let mut done = Tally::default();
+    let mut lines = Lines::open(file)?;
+    let (mut buf, mut lines_in_buf, mut first_line) = (Vec::new(), 0u64, 1u64);
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", file.display()))?;
-        if n > 0 {
-            line_no += 1;
-            buf.extend_from_slice(&line);
-            if !line.ends_with(b"\n") {
-                buf.push(b'\n');
+        let next = lines.next_line()?;
+        let at_end = next.is_none();
+        if let Some((line_no, line, _)) = next {
+            if lines_in_buf == 0 {
+                first_line = line_no;
             }
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
             lines_in_buf += 1;
         }
-        if (n == 0 && !buf.is_empty()) || lines_in_buf == chunk {
+        if lines_in_buf == chunk || (at_end && lines_in_buf > 0) {
             while in_flight.len() >= parallel.max(1) {
-                collect(in_flight.join_next().await, &bar, &mut imported, &mut failed);
+                done.collect(in_flight.join_next().await, &bar);
             }
-            if failed.is_some() {
+            if done.failed.is_some() {
                 break;
             }
             let (body, from, c) = (Bytes::from(std::mem::take(&mut buf)), first_line, c.clone());
             in_flight.spawn(async move {
                 let sent = body.len() as u64;
-                (from, sent, c.import_ndjson(body).await.map(|r| r.imported))
+                (from, sent, c.import_ndjson(body).await)
             });
             lines_in_buf = 0;
-            first_line = line_no + 1;
         }
-        if n == 0 {
+        if at_end {
             break;
         }
     }
-    while let Some(done) = in_flight.join_next().await {
-        collect(Some(done), &bar, &mut imported, &mut failed);
+    while let Some(finished) = in_flight.join_next().await {
+        done.collect(Some(finished), &bar);
     }
+    let Tally { imported, unchanged, failed } = done;
     if let Some(e) = failed {
         bar.abandon();
-        return Err(e.context(format!(
-            "{imported} records were imported (each chunk of {chunk} lines is one transaction; the failed chunk registered nothing)"
-        )));
+        return Err(anyhow::anyhow!(
+            "{e:#}\nthe import stopped after {imported} of {count} records were imported ({unchanged} were \
+             registered already). Each chunk of {chunk} lines is one transaction: the committed ones stay. Once the \
+             cause is fixed, run the same command again: records registered already with identical content are \
+             skipped"
+        ));
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     if json {
-        print_json(
-            &serde_json::json!({"imported": imported, "seconds": secs, "perSecond": imported as f64 / secs.max(1e-9)}),
-        )
+        print_json(&serde_json::json!({
+            "imported": imported,
+            "unchanged": unchanged,
+            "seconds": secs,
+            "perSecond": imported as f64 / secs.max(1e-9),
+        }))
     } else {
         println!("imported {imported} App-IDs in {secs:.1} s ({})", per_second(imported, secs));
+        if unchanged > 0 {
+            println!("{unchanged} were registered already with identical content and are unchanged");
+        }
         Ok(())
     }
 }
 
-/// A finished chunk: its first line, its size, and how many records it registered.
-type ChunkDone = (u64, u64, Result<u64, ClientError>);
+/// What the chunks sent so far did.
+#[derive(Default)]
+struct Tally {
+    imported: u64,
+    unchanged: u64,
+    failed: Option<anyhow::Error>,
+}
 
-/// Accounts for one finished chunk.
-fn collect(
-    done: Option<Result<ChunkDone, tokio::task::JoinError>>,
-    bar: &indicatif::ProgressBar,
-    imported: &mut u64,
-    failed: &mut Option<anyhow::Error>,
-) {
-    match done {
-        Some(Ok((_, sent, Ok(n)))) => {
-            *imported += n;
-            bar.inc(sent);
-            bar.set_message(format!("{imported} imported"));
+impl Tally {
+    /// Accounts for one finished chunk.
+    fn collect(&mut self, finished: Option<Result<ChunkDone, tokio::task::JoinError>>, bar: &indicatif::ProgressBar) {
+        match finished {
+            Some(Ok((_, sent, Ok(r)))) => {
+                self.imported += r.imported;
+                self.unchanged += r.unchanged;
+                bar.inc(sent);
+                bar.set_message(format!("{} imported", self.imported));
+            }
+            Some(Ok((from, _, Err(e)))) if self.failed.is_none() => self.failed = Some(relocate(e, from)),
+            Some(Err(e)) if self.failed.is_none() => {
+                self.failed = Some(anyhow::anyhow!("an import request failed: {e}"))
+            }
+            _ => {}
         }
-        Some(Ok((from, _, Err(e)))) if failed.is_none() => *failed = Some(relocate(e, from)),
-        Some(Err(e)) if failed.is_none() => *failed = Some(anyhow::anyhow!("an import request failed: {e}")),
-        _ => {}
     }
 }
+
+/// A finished chunk: its first line, its size, and what the registry answered.
+type ChunkDone = (u64, u64, Result<ImportResponse, ClientError>);
