@@ -527,21 +527,7 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> StoredRecord {
-        let d = appid::parse_draft(
-            serde_json::json!({
-                "appId": id,
-                "registrant": {"name": "R"},
-                "application": {"type": "t", "class": "consumer", "name": "n"},
-                "security": {"keyStorage": "software"},
-                "authentication": {"method": "none"},
-                "communications": {"class": "on-demand", "bindings": ["http"]},
-                "dataPrivacy": {"category": "non-personal", "sharing": "public"}
-            })
-            .to_string()
-            .as_bytes(),
-        )
-        .unwrap();
-        StoredRecord::from_record(&d.into_new_record(AppId::parse(id).unwrap()))
+        super::super::suite::record(id, "consumer")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

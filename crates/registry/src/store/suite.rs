@@ -23,7 +23,7 @@ where
 }
 
 /// A valid profile.
-fn profile(app_id: &str) -> Value {
+pub(crate) fn profile(app_id: &str) -> Value {
     json!({
         "appId": app_id, "status": "active",
         "registrant": {"name": "Bar Devices", "contact": "sec@bar.example"},
@@ -35,7 +35,8 @@ fn profile(app_id: &str) -> Value {
     })
 }
 
-fn record(id: &str, class: &str) -> StoredRecord {
+/// The stored form of [`profile`] with `class`.
+pub(crate) fn record(id: &str, class: &str) -> StoredRecord {
     let mut p = profile(id);
     p["application"]["class"] = json!(class);
     let d = appid::parse_draft(&serde_json::to_vec(&p).unwrap()).unwrap();
