@@ -85,10 +85,10 @@ impl RegistryProcess {
         // Reads the log until the process ends (so that it never blocks on a full pipe).
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(rest) = line.split("registry listening on ").nth(1) {
                     let _ = ready.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
         let url = url.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
