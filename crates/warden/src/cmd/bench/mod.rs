@@ -86,7 +86,7 @@ use client::{BaseUrl, Endpoint, TlsFiles};
 use driver::{Plan, Stop};
 use setup::{ChildType, Setup};
 use stats::{Recorder, Report, Summary};
-use workload::{AeOrigin, M2m};
+use workload::{AeApi, AeOrigin, M2m};
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -193,6 +193,11 @@ pub(crate) struct Options {
     /// App-ID (`api`) of the AEs the bench registers.
     #[arg(long, default_value = "Nbench.app")]
     api: String,
+    /// ae-register: give AE number n the preloaded App-ID `Rbench.org.warden.a{n mod N}` instead
+    /// of --api, so that every AE (while n < N) is a miss of the CSE's profile cache. The N
+    /// App-IDs are imported into --registry first (admin --token) unless already there.
+    #[arg(long, value_name = "N", conflicts_with = "api")]
+    api_preloaded: Option<u64>,
     /// Originator of AE registrations: C or S (the CSE assigns the stem), c-stem or s-stem (a
     /// new stem per AE chosen by the client), none (no X-M2M-Origin).
     #[arg(long, value_enum, ignore_case = true, default_value = "c")]
@@ -250,7 +255,9 @@ pub(crate) struct Config {
     server_threads: usize,
     ceiling_tls: bool,
     cse_rn: String,
-    api: String,
+    api: AeApi,
+    /// ae-register with --api-preloaded: the registry to preload.
+    preload_registry: Option<BaseUrl>,
     ae_origin: AeOrigin,
     mni: Option<u64>,
     instances: u64,
@@ -337,6 +344,23 @@ impl TryFrom<Args> for Config {
             return Err(usage("--instances must be at least 1 (cin-retrieve reads the latest)".into()));
         }
         let token = a.registry.token.filter(|t| !t.is_empty());
+        let (api, preload_registry) = match a.api_preloaded {
+            None => (AeApi::Fixed(a.api), None),
+            Some(_) if a.scenario != Scenario::AeRegister => {
+                return Err(usage("--api-preloaded applies to ae-register".into()));
+            }
+            Some(0) => return Err(usage("--api-preloaded must be at least 1".into())),
+            Some(_) if token.is_none() => {
+                return Err(usage("--api-preloaded needs --token (or WARDEN_TOKEN): a registry admin token".into()));
+            }
+            Some(n) => {
+                let registry = BaseUrl::parse(&a.registry.registry).map_err(|e| usage(format!("--registry: {e}")))?;
+                if registry.https {
+                    return Err(usage("--api-preloaded: the registry preload speaks plain http".into()));
+                }
+                (AeApi::Preloaded(n), Some(registry))
+            }
+        };
         if a.scenario == Scenario::RegistryLookup {
             if token.is_none() {
                 return Err(usage("registry-lookup needs --token (or WARDEN_TOKEN): an admin token".into()));
@@ -358,7 +382,8 @@ impl TryFrom<Args> for Config {
             threads: a.threads,
             server_threads: a.server_threads,
             cse_rn: a.cse_rn,
-            api: a.api,
+            api,
+            preload_registry,
             ae_origin: a.ae_origin,
             mni: a.mni,
             instances: a.instances,
@@ -511,10 +536,17 @@ async fn run_cse_scenario(cfg: &Config, cancel: &CancellationToken, progress: &P
 
     let mut bench_ae = None;
     let workload = if cfg.scenario == Scenario::AeRegister {
+        if let (AeApi::Preloaded(count), Some(registry)) = (&cfg.api, &cfg.preload_registry) {
+            preload_app_ids(cfg, registry, *count, cancel, progress).await?;
+            progress.set_prefix(cfg.scenario.name());
+        }
         m2m.ae_register(&cse_path, &cfg.api, cfg.ae_origin)?
     } else {
+        let AeApi::Fixed(api) = &cfg.api else {
+            unreachable!("--api-preloaded is refused for {}", cfg.scenario.name())
+        };
         let mut conn = setup.connect().await?;
-        let ae = setup.register_ae(&mut conn, &cse_path, &cfg.api, cfg.ae_origin).await?;
+        let ae = setup.register_ae(&mut conn, &cse_path, api, cfg.ae_origin).await?;
         progress.suspend(|| eprintln!("setup: AE {} registered, AE-ID {}", ae.path, ae.aei));
         bench_ae = Some(ae.clone());
         let reader = if cfg.reads_as_ae { ae.aei.as_str() } else { cfg.origin.as_str() };
@@ -570,6 +602,25 @@ async fn cleanup(setup: &Setup, ae: &setup::BenchAe) {
         Ok(()) => eprintln!("cleanup: AE {} deleted", ae.path),
         Err(e) => eprintln!("warning: cleanup failed: {e:#}"),
     }
+}
+
+/// The preload of `ae-register --api-preloaded`: the same profiles as registry-lookup's.
+async fn preload_app_ids(
+    cfg: &Config,
+    registry: &BaseUrl,
+    count: u64,
+    cancel: &CancellationToken,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    let endpoint = Endpoint::new(registry.clone(), None).await?;
+    let token = cfg.token.as_deref().expect("checked when parsing");
+    progress.set_prefix("import");
+    let import =
+        registry::preload(&endpoint, token, count, cfg.import_chunk, cfg.import_parallel, cancel, progress).await?;
+    if !import.already_present {
+        progress.suspend(|| eprintln!("setup: {} App-IDs imported into {registry}", import.records));
+    }
+    Ok(())
 }
 
 async fn run_registry_lookup(

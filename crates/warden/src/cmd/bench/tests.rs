@@ -43,7 +43,8 @@ fn defaults() {
         }
     );
     assert_eq!((c.origin.as_str(), c.rvi), ("CAdmin", ReleaseVersion::V4));
-    assert_eq!((c.cse_rn.as_str(), c.api.as_str(), c.ae_origin), ("cse-in", "Nbench.app", AeOrigin::C));
+    assert_eq!((c.cse_rn.as_str(), &c.api, c.ae_origin), ("cse-in", &AeApi::Fixed("Nbench.app".into()), AeOrigin::C));
+    assert!(c.preload_registry.is_none());
     assert_eq!((c.mni, c.instances, c.payload), (None, 10, 32));
     assert_eq!((c.children, c.child_type), (1000, ChildType::Cin));
     assert_eq!((c.threads, c.server_threads), (1, 1));
@@ -122,7 +123,10 @@ fn every_option() {
     assert_eq!(c.tls.key.as_deref(), Some(std::path::Path::new("dev.key")));
     assert!(c.json && c.with_ceiling && c.ceiling_tls && c.reads_as_ae && c.cleanup);
     assert_eq!((c.threads, c.server_threads), (2, 2));
-    assert_eq!((c.cse_rn.as_str(), c.api.as_str(), c.ae_origin), ("cse-mn", "Racme.com.acme.meter", AeOrigin::SStem));
+    assert_eq!(
+        (c.cse_rn.as_str(), &c.api, c.ae_origin),
+        ("cse-mn", &AeApi::Fixed("Racme.com.acme.meter".into()), AeOrigin::SStem)
+    );
     assert_eq!((c.mni, c.instances, c.payload, c.children), (Some(100), 5, 64, 200));
     assert_eq!(c.child_type, ChildType::Cnt);
 }
@@ -153,6 +157,28 @@ fn registry_lookup_options() {
         assert!(parse_err(&["registry-lookup"]).contains("--token"));
     }
     assert!(parse_err(&["registry-lookup", "--token", "t", "--preload", "0"]).contains("--preload"));
+}
+
+#[test]
+fn ae_register_with_preloaded_app_ids() {
+    let c = parse(&["ae-register", "--api-preloaded", "5000", "--registry", "http://10.1.2.3:7070", "--token", "t"])
+        .unwrap();
+    assert_eq!(c.api, AeApi::Preloaded(5000));
+    assert_eq!(c.preload_registry.map(|u| u.to_string()).as_deref(), Some("http://10.1.2.3:7070"));
+    assert_eq!(c.url.to_string(), "http://127.0.0.1:8080", "the CSE stays the target");
+    let cases: &[(&[&str], &str)] = &[
+        (&["ae-register", "--api-preloaded", "10", "--api", "Nx.app", "--token", "t"], "cannot be used with"),
+        (&["cin-create", "--api-preloaded", "10", "--token", "t"], "applies to ae-register"),
+        (&["ae-register", "--api-preloaded", "0", "--token", "t"], "at least 1"),
+        (&["ae-register", "--api-preloaded", "10", "--token", "t", "--registry", "https://r:7070"], "plain http"),
+    ];
+    for (argv, want) in cases {
+        let e = parse_err(argv);
+        assert!(e.contains(want), "{argv:?}: {e}");
+    }
+    if std::env::var_os("WARDEN_TOKEN").is_none() {
+        assert!(parse_err(&["ae-register", "--api-preloaded", "10"]).contains("--token"));
+    }
 }
 
 #[test]

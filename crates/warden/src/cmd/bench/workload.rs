@@ -102,6 +102,18 @@ enum BodyRule {
         head: String,
         tail: String,
     },
+    /// `head` + request number + `mid` + (request number mod `count`) + `tail` (the two numbers
+    /// swapped when `api_first`): an AE with a
+    /// unique resource name whose App-ID is one of `count` preloaded ones, each new App-ID a
+    /// miss of the CSE's profile cache while the request number is below `count`.
+    NumberedApi {
+        head: String,
+        mid: String,
+        tail: String,
+        count: u64,
+        /// The App-ID's number comes before the name's in the JSON text.
+        api_first: bool,
+    },
     /// A registry lookup of a random preloaded App-ID among `count`.
     Lookup {
         count: u64,
@@ -184,6 +196,15 @@ impl AeOrigin {
     }
 }
 
+/// The App-ID of the AEs that `ae-register` registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AeApi {
+    /// The same App-ID for every AE (after the first, a warm profile cache).
+    Fixed(String),
+    /// AE number `n` has preloaded App-ID number `n % count` (a cold cache for each new one).
+    Preloaded(u64),
+}
+
 /// The JSON of an AE CREATE: `rn`, `api`, `rr: false`, `srv: ["3","4"]`.
 pub(crate) fn ae_body(rn: &str, api: &str) -> String {
     serde_json::json!({ "m2m:ae": { "rn": rn, "api": api, "rr": false, "srv": ["3", "4"] } }).to_string()
@@ -231,16 +252,35 @@ impl M2m {
     }
 
     /// `ae-register`: CREATE of a new AE under the CSEBase at `cse_path`, answered `2001`.
-    pub(crate) fn ae_register(&self, cse_path: &str, api: &str, origin: AeOrigin) -> anyhow::Result<Workload> {
+    pub(crate) fn ae_register(&self, cse_path: &str, api: &AeApi, origin: AeOrigin) -> anyhow::Result<Workload> {
         let mut w = self.workload(Method::POST, cse_path, origin.fixed(), Some(2), 2001)?;
         if let Some(prefix) = origin.stem_prefix(&self.run) {
             w.origin = OriginRule::Stem(prefix);
         }
-        // Split the JSON of an AE named "@" around the name, so that each request only writes
-        // the number between the two halves.
-        let template = ae_body(&format!("b{}-@", self.run), api);
-        let (head, tail) = template.split_once('@').expect("the marker is in the template");
-        w.body = BodyRule::Numbered { head: head.to_owned(), tail: tail.to_owned() };
+        // Split the JSON of an AE named "@" around the name (and around the App-ID's number,
+        // "#"), so that each request only writes the numbers between the parts.
+        let rn = format!("b{}-@", self.run);
+        w.body = match api {
+            AeApi::Fixed(api) => {
+                let template = ae_body(&rn, api);
+                let (head, tail) = template.split_once('@').expect("the marker is in the template");
+                BodyRule::Numbered { head: head.to_owned(), tail: tail.to_owned() }
+            }
+            AeApi::Preloaded(count) => {
+                let template = ae_body(&rn, &format!("{REGISTRY_APP_ID_PREFIX}#"));
+                // The members may come in any order; the two markers split the text in three.
+                let (name, app) = (template.find('@'), template.find('#'));
+                let (Some(name), Some(app)) = (name, app) else { unreachable!("both markers are in the template") };
+                let (first, second) = (name.min(app), name.max(app));
+                BodyRule::NumberedApi {
+                    head: template[..first].to_owned(),
+                    mid: template[first + 1..second].to_owned(),
+                    tail: template[second + 1..].to_owned(),
+                    count: (*count).max(1),
+                    api_first: app < name,
+                }
+            }
+        };
         Ok(w)
     }
 
@@ -317,6 +357,15 @@ impl Workload {
             BodyRule::Numbered { head, tail } => {
                 scratch.put_slice(head.as_bytes());
                 let _ = write!(scratch, "{n}");
+                scratch.put_slice(tail.as_bytes());
+                scratch.split().freeze()
+            }
+            BodyRule::NumberedApi { head, mid, tail, count, api_first } => {
+                let (a, b) = if *api_first { (n % count, n) } else { (n, n % count) };
+                scratch.put_slice(head.as_bytes());
+                let _ = write!(scratch, "{a}");
+                scratch.put_slice(mid.as_bytes());
+                let _ = write!(scratch, "{b}");
                 scratch.put_slice(tail.as_bytes());
                 scratch.split().freeze()
             }
@@ -433,6 +482,10 @@ mod tests {
         req.headers().get(name).map(|v| v.to_str().unwrap())
     }
 
+    fn fixed() -> AeApi {
+        AeApi::Fixed("Nbench.app".into())
+    }
+
     fn head(status: u16, rsc: Option<u16>) -> Head {
         Head { status, rsc }
     }
@@ -455,7 +508,7 @@ mod tests {
 
     #[test]
     fn ae_register_sends_a_unique_ae_per_request() {
-        let w = m2m().ae_register("/cse-in", "Nbench.app", AeOrigin::C).unwrap();
+        let w = m2m().ae_register("/cse-in", &fixed(), AeOrigin::C).unwrap();
         let (req, _, body) = build(&w, 42);
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.uri(), "/cse-in");
@@ -472,16 +525,33 @@ mod tests {
     }
 
     #[test]
+    fn ae_register_with_preloaded_app_ids_uses_a_new_one_per_ae() {
+        let w = m2m().ae_register("/cse-in", &AeApi::Preloaded(1000), AeOrigin::C).unwrap();
+        let app = |n: u64| {
+            let (_, _, body) = build(&w, n);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["m2m:ae"]["rn"], format!("br1-{n}"));
+            let api = v["m2m:ae"]["api"].as_str().unwrap().to_owned();
+            assert!(onem2m::AppId::parse(&api).unwrap().is_registered());
+            api
+        };
+        assert_eq!(app(0), format!("{REGISTRY_APP_ID_PREFIX}0"));
+        assert_eq!(app(999), format!("{REGISTRY_APP_ID_PREFIX}999"));
+        assert_eq!(app(1000), format!("{REGISTRY_APP_ID_PREFIX}0"), "wraps around after the preload");
+        assert_eq!(app(1234), format!("{REGISTRY_APP_ID_PREFIX}234"));
+    }
+
+    #[test]
     fn ae_register_origins() {
         let m = m2m();
-        let s = m.ae_register("/cse-in", "Nbench.app", AeOrigin::S).unwrap();
+        let s = m.ae_register("/cse-in", &fixed(), AeOrigin::S).unwrap();
         assert_eq!(header(&build(&s, 1).0, "x-m2m-origin"), Some("S"));
-        let none = m.ae_register("/cse-in", "Nbench.app", AeOrigin::None).unwrap();
+        let none = m.ae_register("/cse-in", &fixed(), AeOrigin::None).unwrap();
         assert_eq!(header(&build(&none, 1).0, "x-m2m-origin"), None);
-        let cs = m.ae_register("/cse-in", "Nbench.app", AeOrigin::CStem).unwrap();
+        let cs = m.ae_register("/cse-in", &fixed(), AeOrigin::CStem).unwrap();
         assert_eq!(header(&build(&cs, 17).0, "x-m2m-origin"), Some("Cbr1x17"));
         assert_eq!(header(&build(&cs, 0).0, "x-m2m-origin"), Some("Cbr1x0"));
-        let ss = m.ae_register("/cse-in", "Nbench.app", AeOrigin::SStem).unwrap();
+        let ss = m.ae_register("/cse-in", &fixed(), AeOrigin::SStem).unwrap();
         assert_eq!(header(&build(&ss, 300).0, "x-m2m-origin"), Some("Sbr1x300"));
         for (o, want) in [(AeOrigin::CStem, "Cbr1x9"), (AeOrigin::SStem, "Sbr1x9")] {
             let stem = o.originator("r1", 9).unwrap();
