@@ -2,6 +2,11 @@
 //! primitive, hands it to the core, and maps the response primitive back. Beside it: `/healthz`,
 //! `/metrics` and, when enabled, the TS-0019 Upper Tester endpoint `POST /__ut__`.
 //!
+//! Bodies are limited by [`HttpConfig::max_body`] as they arrive (with or without `Content-Length`)
+//! and by [`HttpConfig::body_timeout`]; a body the handler did not read to its end closes the
+//! connection after the answer. Every answer echoes `X-M2M-RI` and `X-M2M-RVI`, and is in the
+//! serialisation that `mapping::negotiate` chose. Requests are counted in [`crate::telemetry`].
+//!
 //! # Architecture invariant
 //! Only this module (and `net`) knows HTTP. Client mistakes are answered with their oneM2M response
 //! status code and a reason in `m2m:dbg`; axum's default plain-text rejections are never used.
@@ -306,10 +311,12 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
         Ok(r) => r,
         Err(e) => return fail(&e, false),
     };
-    match mapping::schedule(&req, app.cse.now(), app.cfg.max_oet_wait) {
-        Ok(wait) if wait.is_zero() => {}
-        Ok(wait) => tokio::time::sleep(wait).await,
-        Err(e) => return fail(&e, false),
+    if req.oet.is_some() || req.rset.is_some() {
+        match mapping::schedule(&req, app.cse.now(), app.cfg.max_oet_wait) {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(e) => return fail(&e, false),
+        }
     }
     let (op, created) = (req.op, req.ty);
     let (resp, target) = telemetry::with_target_type(app.cse.handle(req, &ctx)).await;

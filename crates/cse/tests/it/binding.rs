@@ -22,18 +22,13 @@ use testkit::sink::Sink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
+use crate::notifications::{Setup, setup_with};
+
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A CSE with an AE `ae` (point of access `poa`) and a container `ae/cnt`; the AE-ID.
+/// A CSE started with `opts`, with an AE `ae` (point of access `poa`) and a container `ae/cnt`.
 async fn setup(opts: CseOptions, poa: &str) -> (TestCse, reqwest::Client, String) {
-    let cse = TestCse::start(opts).await;
-    let http = client();
-    let ae = json!({"m2m:ae": {"rn": "ae", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [poa]}});
-    let r = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await;
-    assert_eq!(r.rsc, 2001, "{}", r.body);
-    let aei = r.str_at("/m2m:ae/aei");
-    let r = Req::create("/cse-in/ae", &aei, 3, json!({"m2m:cnt": {"rn": "cnt"}})).send(&http, &cse.url).await;
-    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let Setup { cse, http, aei } = setup_with(opts, poa).await;
     (cse, http, aei)
 }
 

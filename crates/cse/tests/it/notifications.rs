@@ -12,15 +12,20 @@ use testkit::sink::{Received, Sink};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Setup {
-    cse: TestCse,
-    http: reqwest::Client,
-    aei: String,
+pub(crate) struct Setup {
+    pub(crate) cse: TestCse,
+    pub(crate) http: reqwest::Client,
+    pub(crate) aei: String,
 }
 
 /// A CSE with one AE (`ae`, point of access `poa`) and a container `ae/cnt`.
 async fn setup(poa: &str) -> Setup {
-    let cse = TestCse::start(CseOptions::default()).await;
+    setup_with(CseOptions::default(), poa).await
+}
+
+/// The same, on a CSE started with `opts`.
+pub(crate) async fn setup_with(opts: CseOptions, poa: &str) -> Setup {
+    let cse = TestCse::start(opts).await;
     let http = client();
     let ae = json!({"m2m:ae": {"rn": "ae", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [poa]}});
     let r = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await;
