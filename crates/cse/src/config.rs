@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use onem2m::{CseId, CseType, ResourceName, SpId};
 
-/// What the request-processing core needs to know. Built once; the Upper Tester's runtime switches
-/// live in [`crate::core::Tunables`].
+use crate::notify::NotifyConfig;
+
+/// What the request-processing core needs to know, and how the CSE's notification engine delivers.
+/// Built once; the Upper Tester's runtime switches live in [`crate::core::Tunables`].
 #[derive(Debug, Clone)]
 pub struct CseConfig {
     pub cse_id: CseId,
@@ -30,6 +32,9 @@ pub struct CseConfig {
     pub verification_timeout: Duration,
     /// Serve the TS-0019 Upper Tester interface `POST /__ut__`.
     pub upper_tester: bool,
+    /// How notifications are delivered. Its `originator` is replaced by `cse_id` when the service
+    /// starts the engine.
+    pub notify: NotifyConfig,
 }
 
 impl Default for CseConfig {
@@ -47,6 +52,7 @@ impl Default for CseConfig {
             max_children: 10_000,
             verification_timeout: Duration::from_secs(5),
             upper_tester: false,
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -55,5 +61,50 @@ impl CseConfig {
     /// The CSEBase's resource ID: the CSE-ID without its slash (`id-in`).
     pub fn cse_ri(&self) -> &str {
         self.cse_id.name()
+    }
+
+    /// Checks the limits that the types do not: every duration and count usable, and the
+    /// expirations in order. The message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_expiration.is_zero() {
+            return Err("default_expiration must be longer than zero".into());
+        }
+        if self.max_expiration < self.default_expiration {
+            return Err("max_expiration must not be shorter than default_expiration".into());
+        }
+        if self.max_discovery_results == 0 || self.max_children == 0 {
+            return Err("max_discovery_results and max_children must be at least 1".into());
+        }
+        if self.verification_timeout.is_zero() {
+            return Err("verification_timeout must be longer than zero".into());
+        }
+        self.notify.validate().map_err(|e| format!("notify: {e}"))
+    }
+
+    /// The notification engine's settings, sending as this CSE.
+    pub fn notify_config(&self) -> NotifyConfig {
+        NotifyConfig { originator: self.cse_id.clone(), ..self.notify.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_values_are_named() {
+        let ok = CseConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.notify_config().originator, ok.cse_id);
+        let bad = |f: fn(&mut CseConfig)| {
+            let mut c = CseConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.default_expiration = Duration::ZERO).contains("default_expiration"));
+        assert!(bad(|c| c.max_expiration = Duration::from_secs(1)).contains("max_expiration"));
+        assert!(bad(|c| c.max_children = 0).contains("max_children"));
+        assert!(bad(|c| c.verification_timeout = Duration::ZERO).contains("verification_timeout"));
+        assert!(bad(|c| c.notify.queue_depth = 0).contains("notify: queue_depth"));
     }
 }

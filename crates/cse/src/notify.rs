@@ -11,8 +11,7 @@
 //! delivers its notifications one at a time, in order. The worker is started by the first notification
 //! for the target and ends after [`NotifyConfig::idle_timeout`] without work, so one-off targets do not
 //! keep tasks alive. [`Notifier::enqueue`] never waits: a full queue, too many targets, or too many bytes
-//! queued overall drop the notification and count it. A slow or dead target only ever holds its own
-//! worker, so it delays neither requests nor other targets.
+//! queued overall drop the notification and count it.
 //!
 //! # Delivery
 //! One *pass* tries the target's URLs in order until one answers. A connection failure, a timeout or a
@@ -23,6 +22,29 @@
 //! failed. A retry sends the same `X-M2M-RI`, so a receiver can recognise a repeat. Redirects are not
 //! followed (a `3xx` is a failure): a notification goes where the subscriber said, and nowhere else.
 //!
+//! # A dead target cannot starve live ones
+//! - **Permits per attempt.** Every HTTP request of a queued notification holds a permit of a bounded
+//!   pool for that request only: not across the URLs of a pass, and never while backing off. Tokio's
+//!   semaphore is first-come first-served, so waiting workers take turns.
+//! - **Two pools.** A URL that answered its last request (any HTTP answer) is *proven*, and its
+//!   requests take permits from [`NotifyConfig::max_in_flight`]. Every other URL (new, or one whose
+//!   last request got no answer) takes them from the separate, smaller
+//!   [`NotifyConfig::max_in_flight_unproven`]. Any number of black-hole targets (they accept the
+//!   connection and never answer) can therefore hold at most the unproven pool, and a proven target
+//!   that turns into one holds a proven permit for one request at most.
+//! - **Circuit breaker.** A target whose notification was given up (every pass met transient
+//!   failures: no answer, or `5xx`, `408`, `429`) is *open* for [`NotifyConfig::circuit_cooldown`], doubling at each further give-up up to
+//!   [`NotifyConfig::max_circuit_cooldown`]: notifications for it fail at once, without a request,
+//!   and release their bytes. The first one after the cooldown is sent again (half-open); a final
+//!   answer (accepted or refused) closes the circuit, another give-up reopens it. A worker with an open circuit stays until the
+//!   cooldown has passed, so an idle dead target does not come back closed.
+//! - **Timeouts.** A connection must be established within [`NotifyConfig::connect_timeout`] and a
+//!   request answered within [`NotifyConfig::request_timeout`].
+//!
+//! Everything stays bounded: permits (the two pools), tasks and queues ([`NotifyConfig::max_targets`],
+//! [`NotifyConfig::queue_depth`]), bytes ([`NotifyConfig::max_queued_bytes`]) and the per-target state
+//! (a few URLs).
+//!
 //! # Release version
 //! Notifications carry `X-M2M-RVI: 3` by default. The notification we send (`m2m:sgn` with `nev`,
 //! `sur`, `cr`, `vrq`, `sud`) is the same in releases 3, 4 and 5; a release-4 or -5 receiver accepts a
@@ -30,12 +52,16 @@
 //! releases it does not support). So "3" is the version the most receivers accept.
 //!
 //! # Metrics
-//! Through the `metrics` facade (install the recorder before starting the engine, so the descriptions
-//! reach it):
+//! Through the `metrics` facade; the engine installs the process's recorder when it starts
+//! ([`crate::telemetry::install`]), so nothing it records is lost:
 //! - `cse_notifications_total{result="delivered|failed|dropped"}`: counter, queued and immediate
 //!   ([`Notifier::send_now`]) notifications alike;
-//! - `cse_notification_queue_depth`: gauge, notifications waiting in queues now (all targets);
+//! - `cse_notification_queue_depth`: gauge, notifications waiting in queues now, over all targets. One
+//!   total on purpose: a series per target would be unbounded (up to `max_targets` series, keyed by
+//!   subscriber URLs that may carry credentials); `cse_notification_targets` and
+//!   `cse_notification_circuits_open` say how it is spread;
 //! - `cse_notification_targets`: gauge, targets with a live queue and worker;
+//! - `cse_notification_circuits_open`: gauge, targets whose circuit is open now;
 //! - `cse_notification_delivery_seconds{result="delivered|failed"}`: histogram, from enqueueing to the
 //!   end of delivery (queue wait and retries included).
 //!
@@ -73,6 +99,10 @@ const M_TOTAL: &str = "cse_notifications_total";
 const M_QUEUE_DEPTH: &str = "cse_notification_queue_depth";
 const M_TARGETS: &str = "cse_notification_targets";
 const M_LATENCY: &str = "cse_notification_delivery_seconds";
+const M_OPEN: &str = "cse_notification_circuits_open";
+
+/// URLs remembered per target as proven; more are forgotten (and start over as unproven).
+const MAX_PROVEN_URLS: usize = 8;
 
 const X_M2M_ORIGIN: HeaderName = HeaderName::from_static("x-m2m-origin");
 const X_M2M_RI: HeaderName = HeaderName::from_static("x-m2m-ri");
@@ -100,10 +130,13 @@ pub struct NotifyConfig {
     /// Bytes of notification bodies held by the engine (queued or being delivered), at most, over all
     /// targets; notifications beyond are dropped. Default 64 MiB.
     pub max_queued_bytes: usize,
-    /// Queued notifications being delivered at the same time, at most (each holds a connection).
-    /// Default 512.
+    /// Requests of queued notifications to proven URLs (see the module documentation) under way at
+    /// the same time, at most (each holds a connection). Default 512.
     pub max_in_flight: usize,
-    /// Time to establish a connection (TCP and TLS). Default 3 s.
+    /// Requests of queued notifications to URLs not proven (new, or silent at their last request)
+    /// under way at the same time, at most. Default 64.
+    pub max_in_flight_unproven: usize,
+    /// Time to establish a connection (TCP and TLS). Default 2 s.
     pub connect_timeout: Duration,
     /// Time for one HTTP request, from connecting to the end of the answer. Default 10 s.
     pub request_timeout: Duration,
@@ -116,6 +149,10 @@ pub struct NotifyConfig {
     pub max_backoff: Duration,
     /// A target's worker ends after this long without notifications. Default 60 s.
     pub idle_timeout: Duration,
+    /// How long a target's circuit stays open after a notification to it was given up. Default 30 s.
+    pub circuit_cooldown: Duration,
+    /// The longest a circuit stays open (the cooldown doubles up to it). Default 10 min.
+    pub max_circuit_cooldown: Duration,
     /// Idle connections kept open per host. Default 4.
     pub pool_max_idle_per_host: usize,
     /// Idle connections are closed after this long. Default 30 s.
@@ -132,36 +169,60 @@ impl NotifyConfig {
             max_targets: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
             max_in_flight: 512,
-            connect_timeout: Duration::from_secs(3),
+            max_in_flight_unproven: 64,
+            connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             retries: 3,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            circuit_cooldown: Duration::from_secs(30),
+            max_circuit_cooldown: Duration::from_secs(600),
             pool_max_idle_per_host: 4,
             pool_idle_timeout: Duration::from_secs(30),
         }
     }
 
-    fn check(&self) -> Result<(), StartError> {
+    /// Checks that every setting is usable; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
         let positive = [
             (self.queue_depth, "queue_depth"),
             (self.max_targets, "max_targets"),
             (self.max_queued_bytes, "max_queued_bytes"),
             (self.max_in_flight, "max_in_flight"),
+            (self.max_in_flight_unproven, "max_in_flight_unproven"),
         ];
         if let Some((_, name)) = positive.iter().find(|(n, _)| *n == 0) {
-            return Err(StartError::Config(format!("{name} must be at least 1")));
+            return Err(format!("{name} must be at least 1"));
         }
-        if self.max_in_flight > Semaphore::MAX_PERMITS {
-            return Err(StartError::Config(format!("max_in_flight must be at most {}", Semaphore::MAX_PERMITS)));
+        for (n, name) in
+            [(self.max_in_flight, "max_in_flight"), (self.max_in_flight_unproven, "max_in_flight_unproven")]
+        {
+            if n > Semaphore::MAX_PERMITS {
+                return Err(format!("{name} must be at most {}", Semaphore::MAX_PERMITS));
+            }
         }
-        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return Err(StartError::Config("connect_timeout, request_timeout and idle_timeout must not be 0".into()));
+        let durations = [
+            (self.connect_timeout, "connect_timeout"),
+            (self.request_timeout, "request_timeout"),
+            (self.idle_timeout, "idle_timeout"),
+            (self.circuit_cooldown, "circuit_cooldown"),
+            (self.pool_idle_timeout, "pool_idle_timeout"),
+        ];
+        if let Some((_, name)) = durations.iter().find(|(d, _)| d.is_zero()) {
+            return Err(format!("{name} must be longer than zero"));
+        }
+        if self.max_circuit_cooldown < self.circuit_cooldown {
+            return Err("max_circuit_cooldown must not be shorter than circuit_cooldown".into());
         }
         if !self.release_version.is_supported() {
-            return Err(StartError::Config(format!("release version {} is not supported", self.release_version)));
+            return Err(format!("release version {} is not supported", self.release_version));
         }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), StartError> {
+        self.validate().map_err(StartError::Config)?;
         Ok(())
     }
 }
@@ -233,12 +294,14 @@ impl NotificationEngine {
     pub fn start_with_client(cfg: NotifyConfig, client: reqwest::Client) -> Result<Arc<Self>, StartError> {
         cfg.check()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        crate::telemetry::install();
         describe_metrics();
         let origin = HeaderValue::from_str(cfg.originator.as_str())
             .map_err(|_| StartError::Config(format!("originator {} is not a valid header value", cfg.originator)))?;
         let rvi = HeaderValue::from_static(cfg.release_version.as_str());
         let shared = Shared {
-            in_flight: Semaphore::new(cfg.max_in_flight),
+            proven_permits: Semaphore::new(cfg.max_in_flight),
+            unproven_permits: Semaphore::new(cfg.max_in_flight_unproven),
             cfg,
             client,
             runtime,
@@ -304,7 +367,7 @@ impl Notifier for NotificationEngine {
             let started = Instant::now();
             let deadline = started.checked_add(timeout);
             let rqi = s.next_rqi();
-            let answer = tokio::time::timeout(timeout, s.pass(&target.urls, &body, &rqi, deadline))
+            let answer = tokio::time::timeout(timeout, s.pass(&target.urls, &body, &rqi, deadline, None))
                 .await
                 .unwrap_or_else(|_| Answer::Unreachable(format!("no answer within {timeout:?}")));
             s.counters.count(if answer.is_success() { Fate::Delivered } else { Fate::Failed }, started.elapsed());
@@ -410,6 +473,49 @@ impl Counters {
     }
 }
 
+/// What a target's worker knows of it (see "A dead target cannot starve live ones").
+struct Health {
+    /// URLs that answered their last request, at most [`MAX_PROVEN_URLS`].
+    proven: Vec<String>,
+    /// The circuit is open until then.
+    open_until: Option<Instant>,
+    /// The cooldown of the next opening.
+    cooldown: Duration,
+    /// Counted in the open-circuits gauge.
+    counted: bool,
+}
+
+impl Health {
+    fn new(cooldown: Duration) -> Self {
+        Self { proven: Vec::new(), open_until: None, cooldown, counted: false }
+    }
+
+    fn is_open(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|t| now < t)
+    }
+
+    fn is_proven(&self, url: &str) -> bool {
+        self.proven.iter().any(|u| u == url)
+    }
+
+    /// Records whether `url` answered its last request.
+    fn answered(&mut self, url: &str, answered: bool) {
+        let known = self.proven.iter().position(|u| u == url);
+        match (answered, known) {
+            (true, None) => {
+                if self.proven.len() == MAX_PROVEN_URLS {
+                    self.proven.remove(0);
+                }
+                self.proven.push(url.to_owned());
+            }
+            (false, Some(i)) => {
+                self.proven.remove(i);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A target's queue, as the enqueuing side sees it.
 struct QueueHandle {
     /// Tells this queue from a later one of the same target.
@@ -434,7 +540,9 @@ struct Shared {
     origin: HeaderValue,
     rvi: HeaderValue,
     queues: Mutex<Queues>,
-    in_flight: Semaphore,
+    /// Permits for requests to proven URLs, and to the others (see the module documentation).
+    proven_permits: Semaphore,
+    unproven_permits: Semaphore,
     counters: Counters,
     rqi_prefix: String,
     rqi_seq: AtomicU64,
@@ -507,6 +615,7 @@ impl Shared {
 
     /// A target's worker: delivers its queue in order, ends when idle, draining or stopped.
     async fn work(self: Arc<Self>, key: String, id: u64, mut rx: mpsc::Receiver<Job>) {
+        let mut health = Health::new(self.cfg.circuit_cooldown);
         loop {
             let job = tokio::select! {
                 biased;
@@ -518,17 +627,24 @@ impl Shared {
                 // Only reached with an empty queue: `recv` is polled first.
                 () = self.draining.cancelled() => break,
                 () = tokio::time::sleep(self.cfg.idle_timeout) => {
-                    if self.retire(&key, id, &rx) {
+                    // A target with an open circuit is remembered until its cooldown has passed.
+                    if !health.is_open(Instant::now()) && self.retire(&key, id, &rx) {
+                        self.close_circuit(&mut health);
                         return;
                     }
                     continue;
                 }
             };
             self.counters.dequeued();
+            if health.is_open(Instant::now()) {
+                tracing::debug!(target = %redact(&key), rqi = job.rqi, "notification failed at once: the target's circuit is open");
+                self.finish(job, Fate::Failed);
+                continue;
+            }
             let fate = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => None,
-                fate = self.deliver(&job, &key) => Some(fate),
+                fate = self.deliver(&job, &key, &mut health) => Some(fate),
             };
             match fate {
                 Some(fate) => self.finish(job, fate),
@@ -538,6 +654,7 @@ impl Shared {
                 }
             }
         }
+        self.close_circuit(&mut health);
         self.remove_queue(&key, id);
         rx.close();
         while let Ok(job) = rx.try_recv() {
@@ -568,25 +685,50 @@ impl Shared {
         }
     }
 
+    /// Opens the target's circuit for its cooldown, and doubles the next one.
+    fn open_circuit(&self, health: &mut Health, key: &str) {
+        let cooldown = health.cooldown;
+        health.open_until = Instant::now().checked_add(cooldown);
+        health.cooldown = cooldown.saturating_mul(2).min(self.cfg.max_circuit_cooldown);
+        if !health.counted {
+            health.counted = true;
+            metrics::gauge!(M_OPEN).increment(1.0);
+        }
+        tracing::info!(target = %redact(key), cooldown = ?cooldown,
+            "notification target unreachable; its notifications fail at once until the cooldown has passed");
+    }
+
+    /// Closes the target's circuit: it accepted or refused a notification, or its worker ends.
+    fn close_circuit(&self, health: &mut Health) {
+        health.open_until = None;
+        health.cooldown = self.cfg.circuit_cooldown;
+        if health.counted {
+            health.counted = false;
+            metrics::gauge!(M_OPEN).decrement(1.0);
+        }
+    }
+
     /// Delivers one queued notification: passes over its URLs until one accepts it, it is refused, or
-    /// the retries are used up.
-    async fn deliver(&self, job: &Job, key: &str) -> Fate {
+    /// the retries are used up (which opens the target's circuit).
+    async fn deliver(&self, job: &Job, key: &str, health: &mut Health) -> Fate {
         let mut retry = 0;
         loop {
-            let answer = {
-                let Ok(_permit) = self.in_flight.acquire().await else { return Fate::Failed };
-                self.pass(&job.urls, &job.body, &job.rqi, None).await
-            };
+            let answer = self.pass(&job.urls, &job.body, &job.rqi, None, Some(health)).await;
             if answer.is_success() {
+                self.close_circuit(health);
                 return Fate::Delivered;
             }
             if !answer.is_transient() {
+                if matches!(answer, Answer::Http { .. }) {
+                    self.close_circuit(health);
+                }
                 tracing::debug!(target = %redact(key), rqi = job.rqi, answer = %answer, "notification refused");
                 return Fate::Failed;
             }
             if retry == self.cfg.retries {
                 tracing::debug!(target = %redact(key), rqi = job.rqi, answer = %answer, retries = retry,
                     "notification given up");
+                self.open_circuit(health, key);
                 return Fate::Failed;
             }
             retry += 1;
@@ -604,10 +746,38 @@ impl Shared {
     }
 
     /// One pass over `urls`, in order, until one answers other than transiently. Each request gets
-    /// the request timeout, or what is left before `deadline` if that is sooner.
-    async fn pass(&self, urls: &[String], body: &Bytes, rqi: &str, deadline: Option<Instant>) -> Answer {
+    /// the request timeout, or what is left before `deadline` if that is sooner. With `health` (a
+    /// queued notification), each request holds a permit of the pool its URL belongs to, for that
+    /// request only, and its outcome updates what is proven.
+    async fn pass(
+        &self,
+        urls: &[String],
+        body: &Bytes,
+        rqi: &str,
+        deadline: Option<Instant>,
+        mut health: Option<&mut Health>,
+    ) -> Answer {
         let mut last = Answer::Unusable("no URL to send to".into());
         for raw in urls {
+            let url = match parse_url(raw) {
+                Ok(url) => url,
+                Err(why) => {
+                    if !last.is_transient() {
+                        last = Answer::Unusable(why);
+                    }
+                    continue;
+                }
+            };
+            let _permit = match health.as_deref() {
+                Some(h) => {
+                    let pool = if h.is_proven(raw) { &self.proven_permits } else { &self.unproven_permits };
+                    match pool.acquire().await {
+                        Ok(p) => Some(p),
+                        Err(_) => return Answer::Unreachable("the engine has stopped".into()),
+                    }
+                }
+                None => None,
+            };
             let timeout = match deadline {
                 Some(d) => self.cfg.request_timeout.min(d.saturating_duration_since(Instant::now())),
                 None => self.cfg.request_timeout,
@@ -615,17 +785,15 @@ impl Shared {
             if timeout.is_zero() {
                 return Answer::Unreachable("no answer in time".into());
             }
-            let answer = match parse_url(raw) {
-                Ok(url) => self.post(url, body, rqi, timeout).await,
-                Err(why) => Answer::Unusable(why),
-            };
-            if answer.is_success() || !(answer.is_transient() || matches!(answer, Answer::Unusable(_))) {
+            let answer = self.post(url, body, rqi, timeout).await;
+            if let Some(h) = health.as_deref_mut() {
+                h.answered(raw, matches!(answer, Answer::Http { .. }));
+            }
+            if answer.is_success() || !answer.is_transient() {
                 return answer;
             }
-            // Keep the most telling failure: a transient one (worth a retry) over an unusable URL.
-            if !(matches!(answer, Answer::Unusable(_)) && last.is_transient()) {
-                last = answer;
-            }
+            // A transient failure is the most telling (worth a retry), over an unusable URL.
+            last = answer;
         }
         last
     }
@@ -815,6 +983,11 @@ fn describe_metrics() {
     metrics::describe_counter!(M_TOTAL, "Notifications by outcome: delivered, failed (refused or given up), dropped.");
     metrics::describe_gauge!(M_QUEUE_DEPTH, "Notifications waiting in the per-target queues.");
     metrics::describe_gauge!(M_TARGETS, "Notification targets with a live queue.");
+    metrics::describe_gauge!(M_OPEN, "Notification targets whose circuit is open: their notifications fail at once.");
+    // Present from the start, at zero, so that dashboards and alerts see them.
+    for gauge in [M_QUEUE_DEPTH, M_TARGETS, M_OPEN] {
+        metrics::gauge!(gauge).increment(0.0);
+    }
     metrics::describe_histogram!(
         M_LATENCY,
         metrics::Unit::Seconds,

@@ -16,7 +16,7 @@ use crate::admission::profiles::{Profiles, ProfilesConfig};
 use crate::config::CseConfig;
 use crate::core::{Clock, Cse, Notifier, SystemClock};
 use crate::http::HttpConfig;
-use crate::notify::{NotificationEngine, NotifyConfig};
+use crate::notify::NotificationEngine;
 use crate::store::decisions::DecisionLog;
 use crate::store::sqlite::Durability;
 use crate::store::{SqliteStore, Store};
@@ -62,7 +62,7 @@ impl Service {
     /// engine and the background tasks.
     pub async fn start(cfg: ServiceConfig) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir, cfg.durability)?);
-        let engine = NotificationEngine::start(NotifyConfig::new(cfg.cse.cse_id.clone()))?;
+        let engine = NotificationEngine::start(cfg.cse.notify_config())?;
         let mut svc = Self::start_with(cfg, store, engine.clone(), Arc::new(SystemClock)).await?;
         svc.engine = Some(engine);
         Ok(svc)

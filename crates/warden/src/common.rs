@@ -1,7 +1,7 @@
 //! What every subcommand shares: logging, the crypto provider, shutdown signals, common flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit code for bad command lines and configuration (sysexits `EX_USAGE`).
 pub(crate) const EX_USAGE: u8 = 64;
@@ -55,18 +55,29 @@ pub(crate) async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Flags every server takes (DESIGN.md §3).
+/// The data directory when neither `--data` nor a config file names one (DESIGN.md §3).
+pub(crate) const DEFAULT_DATA: &str = "./warden-data";
+
+/// Flags every server takes (DESIGN.md §3). A flag that is given wins over the config file, even
+/// when its value is the default; so none of them has a clap default.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ServerArgs {
     /// Address to listen on.
     #[arg(long)]
     pub(crate) listen: Option<SocketAddr>,
-    /// Directory for the embedded database.
-    #[arg(long, default_value = "./warden-data")]
-    pub(crate) data: PathBuf,
+    /// Directory for the embedded database [default: ./warden-data].
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
     /// A TOML configuration file; flags override its values.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The data directory: `--data` when given, else the config file's, else [`DEFAULT_DATA`].
+    pub(crate) fn data_dir(&self, from_file: Option<&Path>) -> PathBuf {
+        self.data.clone().or_else(|| from_file.map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA))
+    }
 }
 
 /// Flags every registry client takes (DESIGN.md §3).

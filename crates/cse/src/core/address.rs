@@ -60,6 +60,7 @@ impl Cse {
                 return Err(not_found(to));
             }
             let more = rest[i + 1..].join("/");
+            crate::telemetry::target_type(ResourceType::Group);
             return Ok(Target::FanOut { group, rest: more });
         }
         if let Some((last, parent)) = rest.split_last()
@@ -69,9 +70,11 @@ impl Cse {
             if cnt.ty != ResourceType::Container {
                 return Err(not_found(to));
             }
+            crate::telemetry::target_type(ResourceType::ContentInstance);
             return Ok(if *last == "la" { Target::Latest(cnt) } else { Target::Oldest(cnt) });
         }
         let r = self.lookup(&base_srn, &rest, base).await?.ok_or_else(|| not_found(to))?;
+        crate::telemetry::target_type(r.ty);
         Ok(Target::Resource(r))
     }
 

@@ -2,6 +2,11 @@
 //! primitive, hands it to the core, and maps the response primitive back. Beside it: `/healthz`,
 //! `/metrics` and, when enabled, the TS-0019 Upper Tester endpoint `POST /__ut__`.
 //!
+//! Bodies are limited by [`HttpConfig::max_body`] as they arrive (with or without `Content-Length`)
+//! and by [`HttpConfig::body_timeout`]; a body the handler did not read to its end closes the
+//! connection after the answer. Every answer echoes `X-M2M-RI` and `X-M2M-RVI`, and is in the
+//! serialisation that `mapping::negotiate` chose. Requests are counted in [`crate::telemetry`].
+//!
 //! # Architecture invariant
 //! Only this module (and `net`) knows HTTP. Client mistakes are answered with their oneM2M response
 //! status code and a reason in `m2m:dbg`; axum's default plain-text rejections are never used.
@@ -9,16 +14,17 @@
 mod mapping;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request as HttpRequest, State};
+use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode};
-use onem2m::{Error, Response, Rsc, Serialization};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode, Version};
+use onem2m::{Error, Operation, Request, Response, Rsc};
 
 use appid::Role;
 use registry::auth::{TokenTable, hash_token};
@@ -33,8 +39,16 @@ const X_M2M_UTRSP: HeaderName = HeaderName::from_static("x-m2m-utrsp");
 /// Limits of the HTTP binding.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// The largest request body accepted; larger ones get 413 (RSC 4000) without being read.
+    /// The largest request body accepted, with or without `Content-Length` (chunked bodies are
+    /// counted as they arrive). A larger one is answered 4000 (HTTP 400, per the RSC table) with the
+    /// limit in `m2m:dbg`, without reading the rest, and the connection is closed. Default 1 MiB.
     pub max_body: usize,
+    /// How long the body of a request may take to arrive once its headers are in; a slower one is
+    /// answered 4008 REQUEST_TIMEOUT and the connection is closed. Default 30 s.
+    pub body_timeout: Duration,
+    /// The longest a request is held for its operation execution time (`oet`); a later one is
+    /// refused (4000). Default 60 s.
+    pub max_oet_wait: Duration,
     /// The tokens that prove the admin: for the admin API (`/admin/...`), and for the admin
     /// originator when admission is enforced. Without them the admin API is not served.
     pub admin_tokens: Option<Arc<TokenTable>>,
@@ -42,7 +56,12 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body: 1024 * 1024, admin_tokens: None }
+        Self {
+            max_body: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_oet_wait: Duration::from_secs(60),
+            admin_tokens: None,
+        }
     }
 }
 
@@ -53,6 +72,18 @@ impl HttpConfig {
         table.insert(hash_token(token), Role::Admin);
         self.admin_tokens = Some(Arc::new(table));
         self
+    }
+
+    /// Checks that the limits are usable (a configuration loader reports the error as a usage
+    /// error).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body == 0 {
+            return Err("max_body_bytes must be at least 1".into());
+        }
+        if self.body_timeout.is_zero() {
+            return Err("body_timeout must be longer than zero".into());
+        }
+        Ok(())
     }
 
     fn is_admin(&self, authorization: Option<&HeaderValue>) -> bool {
@@ -67,18 +98,45 @@ struct App {
     cfg: HttpConfig,
 }
 
-/// The router of the CSE's HTTP listener(s).
+/// The router of the CSE's HTTP listener(s). Every response, also from `/healthz`, `/metrics`,
+/// `/__ut__`, `/admin/...` and for a method a route does not serve (4005), echoes the request's
+/// `X-M2M-RI` and `X-M2M-RVI`.
 pub fn router(cse: Arc<Cse>, cfg: HttpConfig) -> Router {
+    telemetry::install();
     let upper_tester = cse.config().upper_tester;
     let app = Arc::new(App { cse, cfg });
-    let mut r = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics));
+    let mut r = Router::new()
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route("/metrics", get(metrics).fallback(method_not_allowed));
     if upper_tester {
-        r = r.route("/__ut__", post(upper_tester_cmd));
+        r = r.route("/__ut__", post(upper_tester_cmd).fallback(method_not_allowed));
     }
     if app.cfg.admin_tokens.is_some() {
-        r = r.route("/admin/decisions", get(decisions));
+        r = r.route("/admin/decisions", get(decisions).fallback(method_not_allowed));
     }
-    r.fallback(onem2m).with_state(app)
+    r.route_layer(middleware::from_fn(echo_ids)).fallback(onem2m).with_state(app)
+}
+
+/// Puts the request's `X-M2M-RI` and `X-M2M-RVI` on a response of the routes beside the oneM2M
+/// handler (which sets them itself).
+async fn echo_ids(req: HttpRequest, next: Next) -> axum::response::Response {
+    let ri = req.headers().get(mapping::X_M2M_RI).cloned();
+    let rvi = req.headers().get(mapping::X_M2M_RVI).cloned();
+    let mut resp = next.run(req).await;
+    for (name, v) in [(mapping::X_M2M_RI, ri), (mapping::X_M2M_RVI, rvi)] {
+        if let Some(v) = v {
+            resp.headers_mut().entry(name).or_insert(v);
+        }
+    }
+    resp
+}
+
+/// A method a route does not serve: 4005 with the reason, in the oneM2M way.
+async fn method_not_allowed(State(app): State<Arc<App>>, req: HttpRequest) -> axum::response::Response {
+    let echo = mapping::echo_of(req.headers());
+    let e =
+        Error::new(Rsc::OperationNotAllowed, format!("method {} is not allowed on {}", req.method(), req.uri().path()));
+    early_error(&app, &echo, &e, false)
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> axum::response::Response {
@@ -128,8 +186,25 @@ async fn decisions(
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: 200 `ok` when the store answers a read (the CSEBase, through the core as the
+/// CSE itself), 503 with the reason when it does not.
+async fn healthz(State(app): State<Arc<App>>) -> axum::response::Response {
+    let cfg = app.cse.config();
+    let mut req = Request::new(Operation::Retrieve, cfg.cse_name.as_str(), Some(cfg.cse_id.to_string()), "healthz");
+    req.rvi = Some(onem2m::ReleaseVersion::V3.as_str().into());
+    let resp = app.cse.handle(req, &Ctx::plain(Binding::Internal)).await;
+    let (status, text) = if resp.rsc == Rsc::Ok {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        tracing::warn!(rsc = resp.rsc.code(), reason = resp.dbg().unwrap_or_default(), "health check failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unavailable: {}\n", resp.dbg().unwrap_or("the store cannot be read")),
+        )
+    };
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    build(status, h, Bytes::from(text))
 }
 
 async fn metrics() -> axum::response::Response {
@@ -145,12 +220,17 @@ fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> axum::response:
     resp
 }
 
-/// The answer to a request that failed before it became a primitive.
-fn early_error(echo: &mapping::Echo, e: &Error, status: Option<StatusCode>) -> axum::response::Response {
+/// The answer to a request that failed before the core saw it. `close` ends the connection after
+/// the answer (HTTP/1): for a body that was not read to its end.
+fn early_error(app: &App, echo: &mapping::Echo, e: &Error, close: bool) -> axum::response::Response {
     let mut resp = Response::error(echo.rqi.clone(), e);
     resp.rvi = echo.rvi.clone();
-    let (s, h, b) = mapping::from_primitive(&resp, echo.accept);
-    build(status.unwrap_or(s), h, b)
+    resp.ot = Some(app.cse.now());
+    let (s, mut h, b) = mapping::from_primitive(&resp, echo.format, echo.vsi.as_deref());
+    if close {
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    build(s, h, b)
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -168,29 +248,57 @@ fn security_association(ext: &http::Extensions) -> Option<SecurityAssociation> {
     })
 }
 
+/// Why a request body could not be taken.
+enum BodyError {
+    TooLarge,
+    TooSlow,
+    Broken,
+}
+
+/// Reads a body of at most `max` bytes within `timeout`, whether it has a `Content-Length` or is
+/// chunked: the limit counts the bytes as they arrive, so an oversized body is never buffered.
+async fn read_body(body: Body, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(BodyError::TooSlow),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+            Err(if limit { BodyError::TooLarge } else { BodyError::Broken })
+        }
+    }
+}
+
 async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::response::Response {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
     let echo = mapping::echo_of(&parts.headers);
-    let max = app.cfg.max_body;
-    let too_large = || {
-        let e = Error::bad_request(format!("the request body is larger than {max} bytes"));
-        telemetry::request(None, None, Rsc::BadRequest, start.elapsed());
-        early_error(&echo, &e, Some(StatusCode::PAYLOAD_TOO_LARGE))
+    let op = mapping::operation_of(&parts.method, &parts.headers);
+    // The connection can only be closed by a header in HTTP/1; HTTP/2 resets the stream instead.
+    let http1 = parts.version < Version::HTTP_2;
+    let fail = |e: &Error, close: bool| {
+        telemetry::request(op, None, e.rsc, start.elapsed());
+        early_error(&app, &echo, e, close && http1)
     };
-    if content_length(&parts.headers).is_some_and(|n| n > max as u64) {
-        return too_large();
+    if let Some(e) = &echo.not_acceptable {
+        return fail(e, false);
     }
-    let bytes = match axum::body::to_bytes(body, max).await {
+    let max = app.cfg.max_body;
+    let too_large = Error::bad_request(format!("the request body is larger than the limit of {max} bytes"));
+    if content_length(&parts.headers).is_some_and(|n| n > max as u64) {
+        return fail(&too_large, true);
+    }
+    let bytes = match read_body(body, max, app.cfg.body_timeout).await {
         Ok(b) => b,
-        Err(e) => {
-            let limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-            if limit {
-                return too_large();
-            }
-            return early_error(&echo, &Error::bad_request("the request body could not be read"), None);
+        Err(BodyError::TooLarge) => return fail(&too_large, true),
+        Err(BodyError::TooSlow) => {
+            let secs = app.cfg.body_timeout.as_secs_f64();
+            return fail(
+                &Error::new(Rsc::RequestTimeout, format!("the request body did not arrive within {secs} s")),
+                true,
+            );
         }
+        Err(BodyError::Broken) => return fail(&Error::bad_request("the request body could not be read"), true),
     };
     let admin_authenticated = app.cfg.is_admin(parts.headers.get(http::header::AUTHORIZATION));
     let ctx = Ctx {
@@ -201,16 +309,20 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
     };
     let req = match mapping::to_primitive(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, &bytes) {
         Ok(r) => r,
-        Err(e) => {
-            telemetry::request(None, None, e.rsc, start.elapsed());
-            return early_error(&echo, &e, None);
-        }
+        Err(e) => return fail(&e, false),
     };
-    let ser = echo.accept;
-    let (op, ty) = (req.op, req.ty);
-    let resp = app.cse.handle(req, &ctx).await;
+    if req.oet.is_some() || req.rset.is_some() {
+        match mapping::schedule(&req, app.cse.now(), app.cfg.max_oet_wait) {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(e) => return fail(&e, false),
+        }
+    }
+    let (op, created) = (req.op, req.ty);
+    let (resp, target) = telemetry::with_target_type(app.cse.handle(req, &ctx)).await;
+    let ty = if op == Operation::Create { created } else { target };
     telemetry::request(Some(op), ty, resp.rsc, start.elapsed());
-    let (status, headers, body) = mapping::from_primitive(&resp, ser);
+    let (status, headers, body) = mapping::from_primitive(&resp, echo.format, echo.vsi.as_deref());
     build(status, headers, body)
 }
 
@@ -221,12 +333,13 @@ async fn upper_tester_cmd(State(app): State<Arc<App>>, headers: HeaderMap) -> ax
         Ok(reply) => {
             let mut resp = Response::new(reply.rsc, echo.rqi.clone());
             resp.rvi = echo.rvi.clone();
-            let (status, mut h, body) = mapping::from_primitive(&resp, Serialization::Json);
+            resp.ot = Some(app.cse.now());
+            let (status, mut h, body) = mapping::from_primitive(&resp, echo.format, echo.vsi.as_deref());
             if let Some(v) = reply.utrsp.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
                 h.insert(X_M2M_UTRSP, v);
             }
             build(status, h, body)
         }
-        Err(e) => early_error(&echo, &e, None),
+        Err(e) => early_error(&app, &echo, &e, false),
     }
 }

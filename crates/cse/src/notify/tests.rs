@@ -321,6 +321,105 @@ async fn a_held_target_does_not_delay_another() {
     assert_eq!(con(&slow.next().await), "v1");
 }
 
+/// Delivers `n` notifications to `sink` through `key` and returns how long that took, from the first
+/// enqueue to the last delivery.
+async fn timed_deliveries(engine: &NotificationEngine, sink: &mut Sink, key: &str, n: usize) -> Duration {
+    let before = engine.stats().delivered;
+    let start = Instant::now();
+    for i in 0..n {
+        engine.enqueue(target(key, &[&sink.url]), sgn(i));
+    }
+    for i in 0..n {
+        assert_eq!(con(&sink.next().await), format!("v{i}"));
+    }
+    until("delivered", || engine.stats().delivered == before + n as u64).await;
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn black_holes_do_not_starve_a_live_target() {
+    let mut live = Sink::ok().await;
+    let holes = Sink::held().await;
+    let engine =
+        NotificationEngine::start(NotifyConfig { max_in_flight: 4, max_in_flight_unproven: 2, ..cfg() }).unwrap();
+    // The live target answers once, which proves it; then an unloaded run is the baseline.
+    timed_deliveries(&engine, &mut live, "live", 1).await;
+    let unloaded = timed_deliveries(&engine, &mut live, "live", 50).await;
+
+    // Many more black-hole targets (they accept and never answer) than there are permits at all.
+    for i in 0..16 {
+        engine.enqueue(target(&format!("hole{i}"), &[&holes.url]), sgn(i));
+    }
+    until("the black holes hold every unproven permit", || holes.count() == 2).await;
+    let loaded = timed_deliveries(&engine, &mut live, "live", 50).await;
+
+    assert!(
+        loaded <= unloaded * 4 + Duration::from_millis(250),
+        "50 deliveries took {loaded:?} with 16 black holes queued, {unloaded:?} without"
+    );
+    assert_eq!(holes.count(), 2, "the black holes still hold their requests, and no more");
+    assert_eq!(engine.stats().failed, 0, "the other black-hole notifications wait for unproven permits");
+}
+
+#[tokio::test]
+async fn a_given_up_target_fails_at_once_while_its_circuit_is_open() {
+    let sink = Sink::answering(|_| (503, None)).await;
+    let hour = Duration::from_secs(3600);
+    let cfg = NotifyConfig { retries: 1, circuit_cooldown: hour, max_circuit_cooldown: hour, ..cfg() };
+    let engine = NotificationEngine::start(cfg).unwrap();
+    engine.enqueue(target("CAe1", &[&sink.url]), sgn(0));
+    until("given up", || engine.stats().failed == 1).await;
+    assert_eq!(sink.count(), 2);
+    for i in 1..4 {
+        engine.enqueue(target("CAe1", &[&sink.url]), sgn(i));
+    }
+    until("failed at once", || engine.stats().failed == 4).await;
+    assert_eq!(sink.count(), 2, "no request while the circuit is open");
+    assert_eq!(engine.stats().held_bytes, 0, "their bytes are released");
+}
+
+#[tokio::test]
+async fn the_circuit_closes_when_the_target_answers_again() {
+    // Unreachable at first (two requests get 503), then healthy.
+    let mut sink = Sink::answering(|n| if n < 2 { (503, None) } else { (200, Some("2000")) }).await;
+    let cfg = NotifyConfig { retries: 1, circuit_cooldown: Duration::from_millis(20), ..cfg() };
+    let engine = NotificationEngine::start(cfg).unwrap();
+    engine.enqueue(target("CAe1", &[&sink.url]), sgn(0));
+    until("given up", || engine.stats().failed == 1).await;
+    sink.next().await;
+    sink.next().await;
+    // Once the cooldown has passed, a notification is sent again (half-open) and delivered.
+    until("sent after the cooldown", || {
+        let s = engine.stats();
+        if s.queued == 0 && s.delivered == 0 {
+            engine.enqueue(target("CAe1", &[&sink.url]), sgn(9));
+        }
+        engine.stats().delivered == 1
+    })
+    .await;
+    assert_eq!(con(&sink.next().await), "v9");
+    // Closed again: the next one is sent and delivered.
+    engine.enqueue(target("CAe1", &[&sink.url]), sgn(10));
+    assert_eq!(con(&sink.next().await), "v10");
+    until("delivered", || engine.stats().delivered == 2).await;
+}
+
+#[test]
+fn proven_urls_are_remembered_and_bounded() {
+    let mut h = Health::new(Duration::from_secs(1));
+    assert!(!h.is_proven("http://a"));
+    h.answered("http://a", true);
+    assert!(h.is_proven("http://a"));
+    h.answered("http://a", false);
+    assert!(!h.is_proven("http://a"), "silent once: unproven again");
+    for i in 0..(MAX_PROVEN_URLS + 3) {
+        h.answered(&format!("http://u{i}"), true);
+    }
+    assert_eq!(h.proven.len(), MAX_PROVEN_URLS);
+    assert!(h.is_proven(&format!("http://u{}", MAX_PROVEN_URLS + 2)));
+    assert!(!h.is_proven("http://u0"), "the oldest is forgotten");
+}
+
 #[tokio::test]
 async fn a_full_queue_drops() {
     let mut slow = Sink::held().await;
@@ -439,6 +538,9 @@ fn starting_needs_a_runtime_and_sane_settings() {
         NotifyConfig { queue_depth: 0, ..cfg() },
         NotifyConfig { max_targets: 0, ..cfg() },
         NotifyConfig { max_in_flight: 0, ..cfg() },
+        NotifyConfig { max_in_flight_unproven: 0, ..cfg() },
+        NotifyConfig { circuit_cooldown: Duration::ZERO, ..cfg() },
+        NotifyConfig { max_circuit_cooldown: Duration::from_millis(1), ..cfg() },
         NotifyConfig { request_timeout: Duration::ZERO, ..cfg() },
         NotifyConfig { release_version: ReleaseVersion::V1, ..cfg() },
     ] {

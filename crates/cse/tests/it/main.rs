@@ -1,6 +1,7 @@
 //! The CSE's integration tests: one binary, one module per area.
 
 mod admission;
+mod binding;
 mod conformance;
 mod lifecycle;
 mod notifications;

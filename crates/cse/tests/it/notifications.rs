@@ -6,20 +6,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::cse::{CseOptions, TestCse};
+use testkit::eventually;
 use testkit::m2m::{Req, client};
 use testkit::sink::{Received, Sink};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Setup {
-    cse: TestCse,
-    http: reqwest::Client,
-    aei: String,
+pub(crate) struct Setup {
+    pub(crate) cse: TestCse,
+    pub(crate) http: reqwest::Client,
+    pub(crate) aei: String,
 }
 
 /// A CSE with one AE (`ae`, point of access `poa`) and a container `ae/cnt`.
 async fn setup(poa: &str) -> Setup {
-    let cse = TestCse::start(CseOptions::default()).await;
+    setup_with(CseOptions::default(), poa).await
+}
+
+/// The same, on a CSE started with `opts`.
+pub(crate) async fn setup_with(opts: CseOptions, poa: &str) -> Setup {
+    let cse = TestCse::start(opts).await;
     let http = client();
     let ae = json!({"m2m:ae": {"rn": "ae", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [poa]}});
     let r = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await;
@@ -145,35 +151,68 @@ async fn deletion_events() {
     subscriber.wait_for(WAIT, |r| sgn(r)["sud"] == json!(true)).await.expect("deletion notice of the subscription");
 }
 
+/// An AE named `rn` whose notifications go to `poa`, with a container `c` and a subscription to
+/// it that notifies the AE; the AE-ID.
+async fn notified_ae(s: &Setup, rn: &str, poa: &str) -> String {
+    let ae = json!({"m2m:ae": {"rn": rn, "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [poa]}});
+    let aei = Req::create("/cse-in", "C", 2, ae).send(&s.http, &s.cse.url).await.str_at("/m2m:ae/aei");
+    let path = format!("/cse-in/{rn}");
+    let r = Req::create(&path, &aei, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let sub = json!({"m2m:sub": {"nu": [aei], "enc": {"net": [3]}}});
+    assert_eq!(Req::create(&format!("{path}/c"), &aei, 23, sub).send(&s.http, &s.cse.url).await.rsc, 2001);
+    aei
+}
+
+/// Creates `n` instances in `/cse-in/other/c` and waits until `sink` got the notification of the
+/// last; how long that took.
+async fn notified_round(s: &Setup, other: &str, sink: &Sink, round: usize, n: usize) -> Duration {
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let cin = json!({"m2m:cin": {"con": format!("r{round}v{i}")}});
+        assert_eq!(Req::create("/cse-in/other/c", other, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+    }
+    let last = json!(format!("r{round}v{}", n - 1));
+    let got = sink.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&last)).await;
+    assert!(got.is_some(), "the healthy target got round {round}");
+    start.elapsed()
+}
+
 #[tokio::test]
 async fn a_target_that_never_answers_delays_nothing() {
     let stuck = Sink::start_holding().await;
-    let s = setup(&stuck.url()).await;
-    // Notifications for the AE go to a target that holds every request open.
-    let sub = json!({"m2m:sub": {"rn": "slow", "nu": [s.aei], "enc": {"net": [3]}}});
-    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await.rsc, 2001);
-    // And another AE whose notifications go to a healthy target.
+    // Few permits for unproven targets, so that a handful of black holes can hold them all.
+    let mut opts = CseOptions::default();
+    opts.cse.notify.max_in_flight_unproven = 2;
+    let cse = TestCse::start(opts).await;
+    let s = Setup { http: client(), cse, aei: String::new() };
+    // A healthy target; its first round proves it and measures the unloaded time.
     let healthy = Sink::start().await;
-    let ae = json!({"m2m:ae": {"rn": "other", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [healthy.url()]}});
-    let other = Req::create("/cse-in", "C", 2, ae).send(&s.http, &s.cse.url).await.str_at("/m2m:ae/aei");
-    assert_eq!(
-        Req::create("/cse-in/other", &other, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&s.http, &s.cse.url).await.rsc,
-        2001
-    );
-    let sub = json!({"m2m:sub": {"nu": [other], "enc": {"net": [3]}}});
-    assert_eq!(Req::create("/cse-in/other/c", &other, 23, sub).send(&s.http, &s.cse.url).await.rsc, 2001);
+    let other = notified_ae(&s, "other", &healthy.url()).await;
+    notified_round(&s, &other, &healthy, 0, 1).await;
+    let unloaded = notified_round(&s, &other, &healthy, 1, 20).await;
 
-    // Many requests that notify the stuck target all complete while it holds the first one...
-    for i in 0..30 {
-        let cin = json!({"m2m:cin": {"con": format!("v{i}")}});
-        assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+    // Black holes: targets that hold every request open, more of them than there are permits.
+    let mut holes = Vec::new();
+    for i in 0..6 {
+        holes.push(notified_ae(&s, &format!("hole{i}"), &stuck.url()).await);
     }
-    assert!(stuck.wait_for(WAIT, net_is(3)).await.is_some(), "the stuck target got its first notification");
-    // ...and the healthy target is served meanwhile.
-    let cin = json!({"m2m:cin": {"con": "fresh"}});
-    assert_eq!(Req::create("/cse-in/other/c", &other, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
-    let got = healthy.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("fresh"))).await;
-    assert!(got.is_some(), "the healthy target was not served while the stuck one held its request");
-    assert_eq!(stuck.received().len(), 1, "the stuck target's queue waits behind its first notification");
+    // Many requests that notify them complete while they hold their first notifications...
+    for (i, aei) in holes.iter().enumerate() {
+        let path = format!("/cse-in/hole{i}/c");
+        for j in 0..5 {
+            let cin = json!({"m2m:cin": {"con": format!("h{j}")}});
+            assert_eq!(Req::create(&path, aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+        }
+    }
+    let holding = eventually(WAIT, async || stuck.received().len() == 2).await;
+    assert!(holding, "the black holes hold every unproven permit: {}", stuck.received().len());
+    // ...and the healthy target is served meanwhile, about as fast as without them.
+    let loaded = notified_round(&s, &other, &healthy, 2, 20).await;
+    assert!(
+        loaded <= unloaded * 4 + Duration::from_millis(500),
+        "20 notified requests took {loaded:?} with 6 black holes, {unloaded:?} without"
+    );
+    assert_eq!(stuck.received().len(), 2, "the black holes still hold their first notifications, and no more");
     stuck.release();
 }

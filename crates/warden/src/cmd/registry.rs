@@ -15,8 +15,6 @@ use crate::common::{RegistryClientArgs, ServerArgs, UsageError, shutdown_signal}
 /// Where the registry listens unless told otherwise (DESIGN.md §3).
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7070);
-/// `ServerArgs`'s default data directory: when `--data` has this value, a config file's `data` wins.
-const DEFAULT_DATA: &str = "./warden-data";
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -113,11 +111,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<(SocketAddr, RegistryConfig)> {
         None => FileConfig::default(),
     };
     let listen = args.server.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
-    let data = match (&file.data, args.server.data == Path::new(DEFAULT_DATA)) {
-        (Some(d), true) => d.clone(),
-        _ => args.server.data.clone(),
-    };
-    let mut cfg = RegistryConfig::new(data);
+    let mut cfg = RegistryConfig::new(args.server.data_dir(file.data.as_deref()));
     cfg.admin_token = args.admin_token.clone();
     let l = &mut cfg.limits;
     let f = file.limits;
@@ -214,6 +208,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::DEFAULT_DATA;
     use clap::Parser;
 
     #[derive(Debug, Parser)]

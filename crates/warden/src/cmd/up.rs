@@ -194,7 +194,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let admission = AdmissionConfig { policy, registry: registry_client, keys, feed_from: Some(feed_from) };
 
     // The CSE.
-    let cse = CseConfig { poa: vec![format!("http://{}", args.listen)], ..CseConfig::default() };
+    // Its points of access are the bound addresses (`serve`).
+    let cse = CseConfig::default();
     // The CSE accepts the registry's admin tokens, whether given or generated at an earlier start.
     let http = HttpConfig { admin_tokens: Some(registry.token_table()), ..HttpConfig::default() };
     let run = CseRun {
