@@ -304,7 +304,9 @@ impl Cse {
         }
         if let Some(a) = &self.admission {
             let enforcing = a.mode() == crate::admission::policy::Mode::Enforce && ctx.binding != Binding::Internal;
-            if enforcing && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
+            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
+            // (An AE registration by a CSE-ID is refused, and logged, by the registration rules.)
+            if enforcing && !registering && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
                 return Err(Error::new(
                     Rsc::SecurityAssociationRequired,
                     "a CSE-ID originator needs a security association",
@@ -317,7 +319,6 @@ impl Cse {
                     "the admin originator must present the admin token (Authorization: Bearer)",
                 ));
             }
-            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
             if !registering && ctx.binding != Binding::Internal {
                 a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;
             }
