@@ -288,7 +288,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// Binds the listeners, starts the service and serves until `stop` is cancelled.
-pub(crate) async fn serve(mut run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn serve(run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
     let plain = tokio::net::TcpListener::bind(run.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", run.listen))?;
@@ -300,6 +300,25 @@ pub(crate) async fn serve(mut run: CseRun, stop: CancellationToken) -> anyhow::R
         ),
         None => None,
     };
+    serve_on(run, plain, tls_listener, stop).await
+}
+
+/// Starts the service and serves on listeners bound already (the addresses in `run` are ignored
+/// for binding; the listeners' own addresses are logged), until `stop` is cancelled.
+pub(crate) async fn serve_on(
+    mut run: CseRun,
+    plain: tokio::net::TcpListener,
+    tls_listener: Option<tokio::net::TcpListener>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    if let Ok(a) = plain.local_addr() {
+        run.listen = a;
+    }
+    if let (Some(t), Some(l)) = (run.tls.as_mut(), &tls_listener)
+        && let Ok(a) = l.local_addr()
+    {
+        t.listen = a;
+    }
     let admission = run.service.admission.as_ref().map(|a| a.policy.admission.mode);
     let (cse_id, cse_name) = (run.service.cse.cse_id.clone(), run.service.cse.cse_name.clone());
     if let Some(t) = &run.tls {
