@@ -36,7 +36,7 @@ use self::policy::{
 };
 use self::profiles::{Answer, Failure, Lookup, Profiles};
 use self::refusals::{Bucket, RefusalLog};
-use crate::core::SecurityAssociation;
+use crate::core::{Clock, SecurityAssociation};
 use crate::resource::Resource;
 use crate::store::decisions::{Decision, DecisionLog};
 
@@ -796,10 +796,7 @@ impl Admission {
 
     async fn log_request_refusal(&self, orig: &str, app_id: &str, version: Option<u64>, r: &Refusal, enforced: bool) {
         let Some(count) = self.refusals.request(orig, r.reason) else { return };
-        let now = {
-            let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        };
+        let now = crate::core::SystemClock.now();
         let d = Decision {
             seq: 0,
             at: now.to_string(),
@@ -988,10 +985,7 @@ impl Admission {
             Ok(()) => ("admitted", Rsc::Created, "verified_later", "the registry answered: admitted".to_owned(), None),
             Err(rej) => ("rejected", rej.rsc, rej.reason.as_str(), rej.message.clone(), rej.rule.clone()),
         };
-        let now = {
-            let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        };
+        let now = crate::core::SystemClock.now();
         self.record(Decision {
             seq: 0,
             at: now.to_string(),
