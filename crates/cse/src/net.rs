@@ -3,10 +3,14 @@
 //!
 //! # What every request carries
 //! Exactly one [`Peer`] extension, on every connection: the remote address, whether the connection
-//! is TLS, and the [`PeerIdentity`] proved by the client's certificate. `identity` is `Some` only on a
-//! TLS connection whose client presented a certificate that verified; a plain connection, or a TLS
-//! one without a client certificate, has `None`, meaning "no security association" to the admission
-//! code. Handlers can therefore always extract `Extension<Peer>` (a missing extension would be a 500).
+//! is TLS, and what the client's certificate proved. `identity` is `Some` only on a TLS connection
+//! whose client presented a certificate that verified; `unverified` is `Some` when it presented one
+//! that did not (the binding must refuse such requests, see [`crate::tls::UnverifiedPeer`]); a plain
+//! connection, or a TLS one without a client certificate, has neither, meaning "no security
+//! association" to the admission code. An unverified certificate is checked again, before a request,
+//! when the trust map changed since the last check (the App-ID's roots may have been learned
+//! meanwhile, e.g. by an AE registration on this very connection). Handlers can therefore always
+//! extract `Extension<Peer>` (a missing extension would be a 500).
 //!
 //! # Limits ([`NetLimits`])
 //! - **Connections**: at most `max_connections` at once. When all are in use the loop stops accepting,
@@ -48,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::tls::{PeerIdentity, TlsConfig};
+use crate::tls::{ClientIdentity, PeerIdentity, TlsConfig, TrustMap, TrustVersion, UnverifiedPeer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -127,6 +131,41 @@ pub struct Peer {
     pub transport: Transport,
     /// The verified client certificate's identity: the security association. `None` without one.
     pub identity: Option<Arc<PeerIdentity>>,
+    /// A client certificate that was presented and did not verify (never with `identity`).
+    pub unverified: Option<Arc<UnverifiedPeer>>,
+}
+
+/// The [`Peer`] of one connection, with its certificate checked again when the trust map changed.
+struct PeerCell {
+    current: parking_lot::Mutex<(Peer, Option<TrustVersion>)>,
+    trust: Option<TrustMap>,
+}
+
+impl PeerCell {
+    fn new(peer: Peer, trust: Option<TrustMap>) -> Self {
+        let tried = trust.as_ref().map(TrustMap::version);
+        Self { current: parking_lot::Mutex::new((peer, tried)), trust }
+    }
+
+    /// The peer for the next request.
+    fn peer(&self) -> Peer {
+        let mut cur = self.current.lock();
+        if let (Some(u), Some(trust)) = (cur.0.unverified.clone(), &self.trust) {
+            let now = trust.version();
+            if cur.1 != Some(now) {
+                cur.1 = Some(now);
+                match trust.identify_presented(&u.chain, UnixTime::now()) {
+                    ClientIdentity::Verified(id) => {
+                        cur.0.identity = Some(Arc::new(id));
+                        cur.0.unverified = None;
+                    }
+                    ClientIdentity::Unverified(again) => cur.0.unverified = Some(Arc::new(again)),
+                    ClientIdentity::Anonymous => {}
+                }
+            }
+        }
+        cur.0.clone()
+    }
 }
 
 /// Serves `service` on every connection `listener` accepts, over TLS when `tls` is given, until
@@ -242,11 +281,9 @@ async fn connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let Some((acceptor, tls)) = &shared.tls else {
-        let peer = Peer { remote_addr, transport: Transport::Plain, identity: None };
-        return drive(&shared, TokioIo::new(stream), service, peer).await;
+        let peer = Peer { remote_addr, transport: Transport::Plain, identity: None, unverified: None };
+        return drive(&shared, TokioIo::new(stream), service, PeerCell::new(peer, None)).await;
     };
-    // Read before the handshake, so that the identification can tell whether the map changed since.
-    let trust_before = tls.trust().version();
     let handshake = timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         biased;
@@ -265,29 +302,34 @@ async fn connection<S, B>(
             }
         },
     };
-    let identity = match tls.trust().identify_connection(stream.get_ref().1, trust_before, UnixTime::now()) {
-        Ok(identity) => identity.map(Arc::new),
-        Err(e) => {
-            // The chain verified during the handshake, but not against the map as it is now (it
-            // changed meanwhile, or the session was resumed from an earlier one): no connection.
-            tracing::debug!(%remote_addr, error = %e, "client certificate no longer trusted; closing");
-            handshake_outcome("untrusted");
-            return;
+    let (identity, unverified) = match tls.trust().identify_connection(stream.get_ref().1, UnixTime::now()) {
+        ClientIdentity::Anonymous => {
+            handshake_outcome("anonymous");
+            (None, None)
+        }
+        ClientIdentity::Verified(id) => {
+            handshake_outcome("client_certificate");
+            (Some(Arc::new(id)), None)
+        }
+        ClientIdentity::Unverified(u) => {
+            tracing::debug!(%remote_addr, error = %u.error, "client certificate does not verify; its requests are refused");
+            handshake_outcome("unverified");
+            (None, Some(Arc::new(u)))
         }
     };
-    handshake_outcome(if identity.is_some() { "client_certificate" } else { "anonymous" });
-    let peer = Peer { remote_addr, transport: Transport::Tls, identity };
-    drive(&shared, TokioIo::new(stream), service, peer).await
+    let peer = Peer { remote_addr, transport: Transport::Tls, identity, unverified };
+    drive(&shared, TokioIo::new(stream), service, PeerCell::new(peer, Some(tls.trust().clone()))).await
 }
 
 /// Counts a TLS handshake by outcome: `client_certificate`, `anonymous` (no client certificate),
-/// `failed` (refused or broken), `timeout`, `untrusted` (verified, but not against the current map).
+/// `unverified` (a certificate that does not verify against the trust map), `failed` (refused or
+/// broken), `timeout`.
 fn handshake_outcome(outcome: &'static str) {
     metrics::counter!("warden_tls_handshakes_total", "outcome" => outcome).increment(1);
 }
 
 /// Serves HTTP on one connection until it ends, is idle too long, or the server shuts down.
-async fn drive<I, S, B>(shared: &Shared, io: I, service: S, peer: Peer)
+async fn drive<I, S, B>(shared: &Shared, io: I, service: S, peer: PeerCell)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
@@ -297,11 +339,11 @@ where
     B::Error: Into<BoxError>,
 {
     let activity = Arc::new(Activity::new());
-    let remote_addr = peer.remote_addr;
+    let remote_addr = peer.current.lock().0.remote_addr;
     let open = metrics::gauge!("warden_net_connections_open");
     open.increment(1.0);
     let _open = Decrement(open);
-    let service = ConnService { inner: service, peer, activity: activity.clone() };
+    let service = ConnService { inner: service, peer: Arc::new(peer), activity: activity.clone() };
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let idle = sleep(shared.limits.idle_timeout);
@@ -389,7 +431,7 @@ impl Drop for InFlight {
 #[derive(Clone)]
 struct ConnService<S> {
     inner: S,
-    peer: Peer,
+    peer: Arc<PeerCell>,
     activity: Arc<Activity>,
 }
 
@@ -403,7 +445,7 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(self.peer.clone());
+        req.extensions_mut().insert(self.peer.peer());
         let in_flight = self.activity.begin();
         let service = self.inner.clone();
         Box::pin(async move {

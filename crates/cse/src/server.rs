@@ -29,9 +29,11 @@ pub struct AdmissionConfig {
     pub registry: RegistryClient,
     /// The registry's public keys: every answer must verify with one of them.
     pub keys: KeySet,
-    /// Where to start following the change feed: a sequence number the caller read before the
-    /// registry could change (`warden up` reads it in-process). `None` starts from the head when
-    /// the feed is first reached.
+    /// Where to start following the change feed when the store keeps no position yet: a sequence
+    /// number the caller read before the registry could change (`warden up` reads it in-process).
+    /// `None` starts from the head when the feed is first reached. The position the CSE applied is
+    /// kept in its store and, when there is one, wins: what changed while the CSE was down is
+    /// applied before it serves.
     pub feed_from: Option<u64>,
 }
 
@@ -46,7 +48,8 @@ pub struct ServiceConfig {
 }
 
 /// A running CSE: the core plus its background tasks (the expiry sweeper, and with admission the
-/// change-feed follower and the trust-map refresher). Stop it with [`Service::shutdown`].
+/// change-feed follower, the re-check of AEs admitted unverified and deletion on revocation). Stop
+/// it with [`Service::shutdown`].
 pub struct Service {
     pub cse: Arc<Cse>,
     pub http: HttpConfig,
@@ -59,7 +62,10 @@ pub struct Service {
 
 impl Service {
     /// Opens the stores in `data_dir`, creates the CSEBase if needed, starts the notification
-    /// engine and the background tasks.
+    /// engine and the background tasks. With admission, it first applies what the registry's change
+    /// feed says changed since the position it stored (bounded in time; see
+    /// [`Profiles::catch_up`]), so that an App-ID revoked while the CSE was down is blocked before
+    /// the CSE serves.
     pub async fn start(cfg: ServiceConfig) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir, cfg.durability)?);
         let engine = NotificationEngine::start(cfg.cse.notify_config())?;
@@ -78,42 +84,63 @@ impl Service {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let trust = TrustMap::new();
-        let (admission, revoked) = match cfg.admission.filter(|a| a.policy.admission.mode != Mode::Off) {
+        let mut feed = None;
+        let (admission, removals) = match cfg.admission.filter(|a| a.policy.admission.mode != Mode::Off) {
             None => (None, None),
             Some(ac) => {
+                let lookup_timeout = Duration::from_millis(ac.policy.admission.lookup_timeout_ms);
                 let pcfg = ProfilesConfig {
                     ttl: ac.policy.cache_ttl(),
+                    negative_ttl: ac.policy.negative_ttl(),
                     max_stale: Duration::from_secs(ac.policy.admission.max_stale_seconds),
-                    lookup_timeout: Duration::from_millis(ac.policy.admission.lookup_timeout_ms),
+                    lookup_timeout,
                 };
-                let profiles = Profiles::new(ac.registry, ac.keys, pcfg, Some(trust.clone()));
-                let log = DecisionLog::open(&cfg.data_dir)?;
-                // Revocations reach the CSE through this queue when the policy deletes AEs.
+                let log = DecisionLog::open_with(&cfg.data_dir, ac.policy.admission.decision_log_max_entries)?;
+                let profiles = Profiles::new(ac.registry, ac.keys, pcfg, Some(trust.clone()), Some(log.clone()));
+                // AEs to delete reach the CSE through this queue when the policy deletes them.
                 let (tx, rx) = tokio::sync::mpsc::channel(1024);
-                if ac.policy.admission.on_revoke == OnRevoke::Delete {
+                let delete = ac.policy.admission.on_revoke == OnRevoke::Delete;
+                if delete {
+                    let tx = tx.clone();
                     profiles.on_block(move |app_id| {
-                        if tx.try_send(app_id).is_err() {
-                            tracing::warn!("revocation queue full; AEs of a revoked App-ID stay blocked, not deleted");
+                        if tx.try_send(Removal::AppId(app_id)).is_err() {
+                            tracing::warn!("removal queue full; AEs of a revoked App-ID stay blocked, not deleted");
                         }
                     });
                 }
-                tasks.spawn(profiles.clone().follow(ac.feed_from, cancel.clone()));
-                tasks.spawn(profiles.clone().serve_trust_misses(cancel.clone()));
-                (Some(Admission::new(ac.policy, profiles, log)), Some(rx))
+                let admission = Admission::new(ac.policy, profiles.clone(), log);
+                if delete {
+                    admission.on_reject(move |stem| {
+                        if tx.try_send(Removal::Ae(stem)).is_err() {
+                            tracing::warn!("removal queue full; a refused AE stays blocked, not deleted");
+                        }
+                    });
+                }
+                feed = Some((profiles, ac.feed_from, lookup_timeout));
+                (Some(admission), Some(rx))
             }
         };
-        let cse = Cse::start(cfg.cse, store, notifier, clock, admission)
+        let cse = Cse::start(cfg.cse, store, notifier, clock, admission.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the CSE: {e}"))?;
+        if let (Some((profiles, feed_from, lookup_timeout)), Some(admission)) = (feed, admission) {
+            // The restored AEs are known now: catch up with the registry before serving them.
+            let from = profiles.stored_feed_seq().await.or(feed_from);
+            let deadline = (lookup_timeout * 5).clamp(Duration::from_secs(1), Duration::from_secs(10));
+            let from = if profiles.catch_up(from, deadline).await { Some(profiles.feed_seq()) } else { from };
+            tasks.spawn(profiles.follow(from, cancel.clone()));
+            tasks.spawn(admission.reverify(cancel.clone()));
+        }
         tasks.spawn(sweeper(cse.clone(), cancel.clone()));
-        if let Some(mut rx) = revoked {
+        if let Some(mut rx) = removals {
             let (cse, cancel) = (cse.clone(), cancel.clone());
             tasks.spawn(async move {
                 loop {
                     tokio::select! {
                         () = cancel.cancelled() => return,
-                        id = rx.recv() => match id {
-                            Some(app_id) => cse.remove_aes_of(&app_id).await,
+                        r = rx.recv() => match r {
+                            Some(Removal::AppId(app_id)) => cse.remove_aes_of(&app_id).await,
+                            Some(Removal::Ae(stem)) => remove_ae(&cse, &stem).await,
                             None => return,
                         },
                     }
@@ -141,6 +168,26 @@ impl Service {
         if let Some(engine) = &self.engine {
             engine.shutdown(Duration::from_secs(5)).await;
         }
+    }
+}
+
+/// What the removal queue carries.
+enum Removal {
+    /// Every AE of a revoked or suspended App-ID.
+    AppId(onem2m::AppId),
+    /// One AE, refused when it was checked again.
+    Ae(String),
+}
+
+async fn remove_ae(cse: &Cse, stem: &str) {
+    match cse.store.get(stem).await {
+        Ok(Some(ae)) => {
+            if let Err(e) = cse.remove(&ae).await {
+                tracing::warn!(ae = %stem, error = %e, "cannot delete a refused AE");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(ae = %stem, error = %e, "cannot read a refused AE"),
     }
 }
 

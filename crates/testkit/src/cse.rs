@@ -104,6 +104,17 @@ impl TestCse {
         self.service.shutdown().await;
     }
 
+    /// Stops, runs `between` (e.g. a change at the registry while the CSE is down), and starts
+    /// again on the same data directory (new ports).
+    pub async fn restart_after(mut self, between: impl Future<Output = ()>) -> Self {
+        self.stop().await;
+        between.await;
+        let tmp = self._tmp.take();
+        let opts = self.opts.clone();
+        let dir = self.dir.clone();
+        Self::start_in(opts, dir, tmp).await
+    }
+
     /// Stops and starts again on the same data directory (new ports).
     pub async fn restart(mut self) -> Self {
         self.stop().await;

@@ -1,30 +1,42 @@
 //! Admission: vetting every AE registration against the App-ID Registry and the operator's policy,
 //! assigning resources and limits to admitted AEs, and acting on revocations (DESIGN.md §7).
 //!
-//! The core asks this module at four points: at AE CREATE ([`Admission::decide`], then
-//! [`Admission::admitted`] once the AE is stored), before every request of an AE
-//! ([`Admission::check`]: credential binding, revocation, binding, payload and rate limits), when an
+//! The core asks this module at these points: at AE CREATE ([`Admission::decide`], then
+//! [`Admission::admitted`] once the AE is stored, or [`Admission::refused_registration`] for a
+//! registration the core itself refuses), before every request of an AE ([`Admission::check`]:
+//! the certificate, the credential binding, revocation, binding, payload and rate limits), when an
 //! admitted AE creates a container (quotas and the privacy policy) or a contentInstance (the data
-//! model). What must survive a restart — the credential binding and the signed profile it was
-//! decided on — is stored with the AE resource itself, in the same transaction.
+//! model), and on every access check ([`Admission::privacy_allows`]: the privacy terms of the
+//! profile are a ceiling over whatever `acpi` the AE sets). What must survive a restart — the
+//! credential binding and the signed profile it was decided on — is stored with the AE resource
+//! itself, in the same transaction.
+//!
+//! Every decision is written to the decision log and counted; refusals are written within the
+//! bounds of [`refusals`], and every refusal is counted in the metrics.
 
 pub mod policy;
 pub mod profiles;
+pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use appid::profile::Sharing;
 use appid::{Record, Status};
 use bytes::Bytes;
 use onem2m::{AppId, AppIdKind, Error, Rsc, Timestamp};
 use parking_lot::{Mutex, RwLock};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-use self::policy::{Evidence, Mode, Policy, Reason, Rejection, Unreachable, Unregistered, judge};
+use self::policy::{
+    Certificate, Evidence, Mode, OnRevoke, Policy, Reason, Rejection, Unreachable, Unregistered, judge,
+};
 use self::profiles::{Answer, Failure, Lookup, Profiles};
-use crate::core::SecurityAssociation;
+use self::refusals::{Bucket, RefusalLog};
+use crate::core::{Clock, SecurityAssociation};
 use crate::resource::Resource;
 use crate::store::decisions::{Decision, DecisionLog};
 
@@ -42,10 +54,19 @@ pub struct Registration<'a> {
     pub now: Timestamp,
 }
 
+/// What the transport showed at admission, kept to decide again later (an AE admitted unverified).
+#[derive(Debug, Clone, Default)]
+struct Shown {
+    root_sha256: Option<String>,
+    binding: String,
+    full_ae_ids: Vec<String>,
+}
+
 /// What an admission grants: the profile decided on and the credential bound to the AE.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub app_id: AppId,
+    /// The verified client certificate's ID, bound to the AE.
     pub credential: Option<String>,
     pub answer: Option<Arc<Answer>>,
     /// The decision to record once the AE is stored.
@@ -53,11 +74,21 @@ pub struct Grant {
     message: String,
     /// Enforced (resources assigned, requests checked) or only audited.
     enforced: bool,
+    /// Admitted without a profile because the registry could not be asked: to be checked again.
+    unverified: bool,
+    shown: Shown,
+    /// The AE's structured name (set by the core once it is known).
+    srn: String,
 }
 
 impl Grant {
     pub fn record(&self) -> Option<&Record> {
         self.answer.as_ref().and_then(|a| a.record.as_deref())
+    }
+
+    /// Tells the grant where the AE lives (its structured name).
+    pub fn set_srn(&mut self, srn: &str) {
+        srn.clone_into(&mut self.srn);
     }
 
     /// The metadata stored with the AE resource.
@@ -72,6 +103,10 @@ impl Grant {
                 "credential": self.credential,
                 "acp": acp,
                 "enforced": self.enforced,
+                "unverified": self.unverified,
+                "root": self.shown.root_sha256,
+                "binding": self.shown.binding,
+                "fullAeIds": self.shown.full_ae_ids,
                 "profile": body,
                 "signature": signature,
             }
@@ -113,43 +148,44 @@ pub struct ContainerLimits {
     pub acp: Option<String>,
 }
 
-/// A token bucket: `capacity` requests at once, refilled at `capacity` per minute.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(per_minute: u32) -> Self {
-        let capacity = f64::from(per_minute.max(1));
-        Self { tokens: capacity, capacity, last: Instant::now() }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.capacity / 60.0;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// An admitted AE.
 #[derive(Debug)]
 struct AeState {
+    stem: String,
+    srn: String,
     app_id: AppId,
     credential: Option<String>,
     record: Option<Arc<Record>>,
     acp: Option<String>,
     enforced: bool,
     limiter: Option<Mutex<Bucket>>,
+    /// Admitted without a profile (registry unreachable, policy `admit`): checked again.
+    unverified: bool,
+    /// Restored at start: its App-ID's status is confirmed once the CSE caught up with the feed.
+    restored: bool,
+    /// Refused after all when it was checked again.
+    rejected: Option<Rejection>,
+    shown: Shown,
+}
+
+/// What the registration's client certificate proved (the owned form of [`Certificate`]).
+#[derive(Debug, Clone, Default)]
+enum CertOutcome {
+    #[default]
+    None,
+    /// It chained to the root with this SHA-256 (hex).
+    Verified(String),
+    Failed(Reason, String),
+}
+
+impl CertOutcome {
+    fn view(&self) -> Certificate<'_> {
+        match self {
+            CertOutcome::None => Certificate::None,
+            CertOutcome::Verified(r) => Certificate::Verified(r),
+            CertOutcome::Failed(reason, m) => Certificate::Failed(*reason, m),
+        }
+    }
 }
 
 /// What a decision-log entry says besides who and when.
@@ -161,25 +197,60 @@ struct Verdict<'a> {
     message: String,
 }
 
+/// What to do with an AE that was refused after it was admitted (deleted, when the policy says so).
+type AeHook = Box<dyn Fn(String) + Send + Sync>;
+
 /// The admission engine.
 pub struct Admission {
     policy: Policy,
     profiles: Arc<Profiles>,
     log: DecisionLog,
+    refusals: RefusalLog,
     aes: RwLock<HashMap<String, Arc<AeState>>>,
+    /// The same AEs by structured name, for the privacy check of their resources.
+    by_srn: RwLock<HashMap<String, Arc<AeState>>>,
     /// The AEs bound to each credential: a device certificate may serve several AEs of its App-ID
     /// (TS-0003 §8.2.1, "a list of allowed AE-IDs"), and speaks only for them.
     credentials: RwLock<HashMap<String, Vec<String>>>,
     schemas: Mutex<HashMap<(String, u64, String), Arc<jsonschema::Validator>>>,
+    on_reject: Mutex<Option<AeHook>>,
 }
 
 fn refused(rej: &Rejection) -> Error {
     Error::new(rej.rsc, rej.message.clone())
 }
 
-fn count_refusal(reason: &'static str, enforced: bool) {
+fn count_refusal(reason: &str, enforced: bool) {
     let outcome = if enforced { "refused" } else { "audited" };
-    metrics::counter!("warden_admission_request_refusals_total", "reason" => reason, "outcome" => outcome).increment(1);
+    metrics::counter!("warden_admission_request_refusals_total", "reason" => reason.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The policy reason of a certificate that did not verify.
+fn cert_reason(label: &str) -> Reason {
+    match label {
+        "wrong_root" => Reason::WrongRoot,
+        "expired" => Reason::Expired,
+        "not_yet_valid" => Reason::NotYetValid,
+        "no_app_id" => Reason::NoAppIdClaim,
+        "unknown_app_id" => Reason::UnknownAppId,
+        _ => Reason::BadCertificate,
+    }
+}
+
+/// The AE part (`<cse>/<ae>`) of a structured name.
+fn ae_srn(srn: &str) -> &str {
+    match srn.match_indices('/').nth(1) {
+        Some((i, _)) => &srn[..i],
+        None => srn,
+    }
+}
+
+/// A refusal found by [`Admission::check`].
+struct Refusal {
+    reason: &'static str,
+    rsc: Rsc,
+    message: String,
 }
 
 impl Admission {
@@ -188,9 +259,12 @@ impl Admission {
             policy,
             profiles,
             log,
+            refusals: RefusalLog::default(),
             aes: RwLock::new(HashMap::new()),
+            by_srn: RwLock::new(HashMap::new()),
             credentials: RwLock::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
+            on_reject: Mutex::new(None),
         })
     }
 
@@ -210,8 +284,18 @@ impl Admission {
         &self.log
     }
 
+    /// Registers what to do with the AE-ID of an AE refused after it was admitted (with
+    /// `on_revoke = "delete"`: delete it).
+    pub fn on_reject(&self, f: impl Fn(String) + Send + Sync + 'static) {
+        *self.on_reject.lock() = Some(Box::new(f));
+    }
+
     fn enforcing(&self) -> bool {
         self.policy.admission.mode == Mode::Enforce
+    }
+
+    fn mode_name(&self) -> &'static str {
+        if self.enforcing() { "enforce" } else { "audit" }
     }
 
     async fn record(&self, d: Decision) {
@@ -227,6 +311,17 @@ impl Admission {
         }
     }
 
+    /// Records a refused registration within the log's bounds (counted in the metrics always).
+    async fn record_rejection(&self, d: Decision) {
+        match self.refusals.registration(&d.app_id, &d.reason) {
+            Some(count) => self.record(Decision { count, ..d }).await,
+            None => {
+                metrics::counter!("warden_admission_decisions_total", "outcome" => "rejected", "reason" => d.reason)
+                    .increment(1);
+            }
+        }
+    }
+
     fn decision(&self, reg: &Registration<'_>, version: Option<u64>, v: Verdict<'_>) -> Decision {
         Decision {
             seq: 0,
@@ -239,22 +334,37 @@ impl Admission {
             reason: v.reason.to_owned(),
             rule: v.rule,
             message: v.message,
-            mode: if self.enforcing() { "enforce" } else { "audit" }.to_owned(),
+            mode: self.mode_name().to_owned(),
+            stage: "registration".to_owned(),
+            count: 1,
         }
     }
 
     /// Decides on an AE registration (DESIGN.md §7 steps 4–7). A rejection is recorded here; an
     /// admission is recorded by [`Admission::admitted`] once the AE exists.
     pub async fn decide(&self, reg: &Registration<'_>) -> Result<Grant, Error> {
-        let (answer, verdict) = self.judge(reg).await;
+        let (answer, verdict, cert) = self.judge(reg).await;
         let version = answer.as_ref().and_then(|a| a.record.as_ref()).map(|r| r.version);
+        let root = match cert {
+            CertOutcome::Verified(r) => Some(r),
+            _ => None,
+        };
+        // Only a certificate that verified is bound to the AE.
+        let credential = root.as_ref().and(reg.sa.map(|sa| sa.credential_id.clone()));
         let grant = |reason: &'static str, message: String| Grant {
             app_id: reg.app_id.clone(),
-            credential: reg.sa.map(|sa| sa.credential_id.clone()),
+            credential: credential.clone(),
             answer: answer.clone(),
             reason,
             message,
             enforced: self.enforcing(),
+            unverified: reason == "admitted_unverified",
+            shown: Shown {
+                root_sha256: root.clone(),
+                binding: reg.binding.to_owned(),
+                full_ae_ids: reg.full_ae_ids.to_vec(),
+            },
+            srn: String::new(),
         };
         match verdict {
             Ok(reason) => Ok(grant(reason, "admitted".into())),
@@ -267,7 +377,7 @@ impl Admission {
                     message: rej.message.clone(),
                 };
                 let d = self.decision(reg, version, v);
-                self.record(d).await;
+                self.record_rejection(d).await;
                 if self.enforcing() {
                     Err(refused(&rej))
                 } else {
@@ -280,84 +390,144 @@ impl Admission {
         }
     }
 
-    /// The profile and the verdict: `Ok(reason)` to admit.
-    async fn judge(&self, reg: &Registration<'_>) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
+    /// The profile, the verdict (`Ok(reason)` to admit) and what the certificate proved.
+    async fn judge(
+        &self,
+        reg: &Registration<'_>,
+    ) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>, CertOutcome) {
         use Rsc::AppRuleValidationFailed as Refused;
         // Step 4: the certificate's claims must match the registration.
-        if let Some(sa) = reg.sa {
-            if sa.app_id.as_deref().is_some_and(|a| a != reg.app_id.as_str()) {
-                let rej = Rejection::new(
-                    Rsc::OriginatorNotAuthenticated,
-                    Reason::ClaimMismatch,
-                    format!(
-                        "the certificate is for App-ID {}, not {}",
-                        sa.app_id.as_deref().unwrap_or_default(),
-                        reg.app_id
-                    ),
-                );
-                return (None, Err(rej));
-            }
+        if let Some(sa) = reg.sa
+            && let Some(claimed) = sa.app_id.as_deref()
+            && claimed != reg.app_id.as_str()
+        {
+            let rej = Rejection::new(
+                Rsc::OriginatorNotAuthenticated,
+                Reason::ClaimMismatch,
+                format!("the certificate is for App-ID {claimed}, not {}", reg.app_id),
+            );
+            return (None, Err(rej), CertOutcome::None);
         }
+        let unverified = reg.sa.and_then(|sa| sa.unverified.as_ref());
+        let cert_failed = |u: &crate::core::Unverified| {
+            Rejection::new(
+                Rsc::OriginatorNotAuthenticated,
+                cert_reason(u.reason),
+                format!("the client certificate does not verify: {}", u.message),
+            )
+        };
         if reg.app_id.kind() == AppIdKind::NonRegistered {
-            return match self.policy.admission.unregistered {
-                Unregistered::Admit => (None, Ok("unregistered_admitted")),
-                Unregistered::Reject => (
+            return match (self.policy.admission.unregistered, unverified) {
+                (Unregistered::Admit, None) => (None, Ok("unregistered_admitted"), CertOutcome::None),
+                (Unregistered::Admit, Some(u)) => (None, Err(cert_failed(u)), CertOutcome::None),
+                (Unregistered::Reject, _) => (
                     None,
                     Err(Rejection::new(
                         Refused,
                         Reason::Unregistered,
                         format!("the non-registered App-ID {} is not admitted", reg.app_id),
                     )),
+                    CertOutcome::None,
                 ),
             };
         }
         let (answer, stale) = match self.profiles.lookup(reg.app_id).await {
             Lookup::Fresh(a) => (a, false),
             Lookup::Stale(a, _) if self.policy.admission.registry_unreachable == Unreachable::Cached => (a, true),
-            Lookup::Stale(_, f) | Lookup::Failed(f) => return self.failed(reg, &f),
+            Lookup::Stale(_, f) | Lookup::Failed(f) => {
+                let (a, v) = self.failed(reg, &f);
+                return (a, v, CertOutcome::None);
+            }
         };
         let Some(record) = answer.record.clone() else {
             let rej =
                 Rejection::new(Refused, Reason::UnknownAppId, format!("the App-ID {} is not registered", reg.app_id));
-            return (Some(answer), Err(rej));
+            return (Some(answer), Err(rej), CertOutcome::None);
         };
-        let ev = Evidence {
-            root_sha256: reg.sa.and_then(|sa| sa.root_sha256.as_deref()),
-            ae_id: reg.stem,
-            full_ae_ids: reg.full_ae_ids,
-            binding: reg.binding,
+        let cert = match (reg.sa, unverified) {
+            (None, _) => CertOutcome::None,
+            (Some(sa), None) => match &sa.root_sha256 {
+                Some(r) => CertOutcome::Verified(r.clone()),
+                None => CertOutcome::None,
+            },
+            // The certificate did not verify against the trust map as it was: check it again
+            // against the signed profile's roots (the map may not have known the App-ID yet).
+            (Some(_), Some(u)) => self.verify_late(reg.app_id, &record, u),
         };
+        let ev = Evidence { cert: cert.view(), ae_id: reg.stem, full_ae_ids: reg.full_ae_ids, binding: reg.binding };
         let verdict = judge(&self.policy, &record, &ev).map(|()| if stale { "admitted_cached" } else { "admitted" });
-        (Some(answer), verdict)
+        (Some(answer), verdict, cert)
+    }
+
+    /// Checks a certificate that did not verify at the handshake against `record`'s roots,
+    /// teaching the trust map the roots of a registered App-ID it did not know.
+    fn verify_late(&self, app_id: &AppId, record: &Record, u: &crate::core::Unverified) -> CertOutcome {
+        let failed = CertOutcome::Failed;
+        let Some(trust) = self.profiles.trust() else {
+            return failed(cert_reason(u.reason), format!("the client certificate does not verify: {}", u.message));
+        };
+        if !trust.contains(app_id) {
+            self.profiles.learn_roots(app_id, Some(record));
+        }
+        let chain: Vec<CertificateDer<'_>> = u.chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+        match trust.identify(&chain, UnixTime::now()) {
+            Ok(id) => CertOutcome::Verified(id.root_sha256.to_hex()),
+            Err(crate::tls::IdentityError::UnknownAppId(a)) => failed(
+                Reason::WrongRoot,
+                format!("the App-ID {a} has no roots (its profile does not authenticate devices by certificate)"),
+            ),
+            Err(e) => failed(cert_reason(e.reason()), format!("the client certificate does not verify: {e}")),
+        }
     }
 
     /// The registry gave no usable answer, and no cached profile may be used (none is, or the
     /// policy is not `cached`). An unreachable registry is decided by `registry_unreachable`; an
-    /// answer that fails its checks (a forged or truncated one) is never admitted.
+    /// answer that fails its checks (a forged or truncated one) is never admitted, nor is anything
+    /// when the registry refuses the CSE's token or request (a configuration error).
     fn failed(&self, reg: &Registration<'_>, f: &Failure) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
-        let (reason, what, detail) = match f {
-            Failure::Unreachable(m) => (Reason::RegistryUnreachable, "cannot be reached", m),
-            Failure::Untrusted(m) => (Reason::BadSignature, "gave an untrustworthy answer", m),
+        let (reason, what) = match f {
+            Failure::Unreachable(_) => (Reason::RegistryUnreachable, "cannot be reached"),
+            Failure::Untrusted(_) => (Reason::BadSignature, "gave an untrustworthy answer"),
+            Failure::Auth(_) => (Reason::RegistryAuth, "refused the CSE's credentials"),
+            Failure::Rejected(_) => (Reason::RegistryError, "refused the CSE's request"),
         };
         if reason == Reason::RegistryUnreachable && self.policy.admission.registry_unreachable == Unreachable::Admit {
+            // No certificate can be checked without the profile: a presented one that failed is
+            // still refused.
+            if let Some(u) = reg.sa.and_then(|sa| sa.unverified.as_ref()) {
+                let rej = Rejection::new(
+                    Rsc::OriginatorNotAuthenticated,
+                    cert_reason(u.reason),
+                    format!("the client certificate does not verify: {}", u.message),
+                );
+                return (None, Err(rej));
+            }
             return (None, Ok("admitted_unverified"));
         }
-        let message = format!("the App-ID registry {what} about {} ({detail})", reg.app_id);
+        let message = format!("the App-ID registry {what} about {} ({})", reg.app_id, f.message());
         (None, Err(Rejection::new(Rsc::RemoteEntityNotReachable, reason, message)))
     }
 
-    /// Records a registration that the core refused because the client certificate's AE-ID does
-    /// not match the request (DESIGN.md §7 step 4; the core checks it where it chooses the stem).
-    pub async fn refused(&self, reg: &Registration<'_>, e: &Error) {
-        let v = Verdict {
-            outcome: "rejected",
-            rsc: e.rsc,
-            reason: Reason::ClaimMismatch.as_str(),
+    /// Records a registration that the core refused before admission decided (a claim that does
+    /// not match, an invalid `api`, an AE-ID registered already, ...). `app_id` is the `api` as
+    /// given (it may not be a valid App-ID).
+    pub async fn refused_registration(&self, ae: &str, app_id: &str, reason: Reason, e: &Error, now: Timestamp) {
+        let d = Decision {
+            seq: 0,
+            at: now.to_string(),
+            ae_id: ae.to_owned(),
+            app_id: app_id.to_owned(),
+            profile_version: None,
+            outcome: "rejected".to_owned(),
+            rsc: e.rsc.code(),
+            reason: reason.as_str().to_owned(),
             rule: None,
             message: e.dbg.to_string(),
+            mode: self.mode_name().to_owned(),
+            stage: "registration".to_owned(),
+            count: 1,
         };
-        let d = self.decision(reg, None, v);
-        self.record(d).await;
+        self.record_rejection(d).await;
     }
 
     /// Records an admission and starts enforcing what it grants. Called once the AE is stored.
@@ -372,43 +542,43 @@ impl Admission {
         };
         let d = self.decision(reg, version, v);
         self.record(d).await;
-        self.activate(
-            reg.stem,
-            grant.app_id.clone(),
-            grant.credential.clone(),
-            grant.answer.clone(),
-            acp.map(str::to_owned),
-            grant.enforced,
-        );
+        let record = grant.answer.as_ref().and_then(|a| a.record.clone());
+        self.activate(AeState {
+            stem: reg.stem.to_owned(),
+            srn: grant.srn.clone(),
+            app_id: grant.app_id.clone(),
+            credential: grant.credential.clone(),
+            limiter: limiter(record.as_deref()),
+            record,
+            acp: acp.map(str::to_owned),
+            enforced: grant.enforced,
+            unverified: grant.unverified,
+            restored: false,
+            rejected: None,
+            shown: grant.shown.clone(),
+        });
     }
 
-    fn activate(
-        &self,
-        stem: &str,
-        app_id: AppId,
-        credential: Option<String>,
-        answer: Option<Arc<Answer>>,
-        acp: Option<String>,
-        enforced: bool,
-    ) {
-        let record = answer.and_then(|a| a.record.clone());
-        let limiter = record
-            .as_ref()
-            .and_then(|r| r.communications.max_requests_per_minute)
-            .map(|rpm| Mutex::new(Bucket::new(rpm)));
-        if let Some(c) = &credential {
+    fn activate(&self, state: AeState) {
+        if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
             let aes = creds.entry(c.clone()).or_default();
-            if !aes.iter().any(|a| a == stem) {
-                aes.push(stem.to_owned());
+            if !aes.iter().any(|a| a == &state.stem) {
+                aes.push(state.stem.clone());
             }
         }
-        let state = AeState { app_id, credential, record, acp, enforced, limiter };
-        self.aes.write().insert(stem.to_owned(), Arc::new(state));
+        self.profiles.watch(&state.app_id);
+        let state = Arc::new(state);
+        if !state.srn.is_empty() {
+            self.by_srn.write().insert(state.srn.clone(), state.clone());
+        }
+        self.aes.write().insert(state.stem.clone(), state);
     }
 
     /// Restores an admitted AE from the metadata stored with it (at start). The stored profile's
-    /// signature is checked again, offline.
+    /// signature is checked again, offline. Its roots go into the trust map, so that its device is
+    /// identified at once; its status is not taken from the stored record (the feed, followed from
+    /// the stored position, says whether it changed meanwhile).
     pub fn restore(&self, ae: &Resource) {
         let Some(meta) = ae.meta.as_ref().and_then(|m| m.get("admission")) else { return };
         let Some(app_id) = meta
@@ -418,15 +588,11 @@ impl Admission {
         else {
             return;
         };
-        let credential = meta.get("credential").and_then(Value::as_str).map(str::to_owned);
-        let acp = meta.get("acp").and_then(Value::as_str).map(str::to_owned);
-        let enforced = meta.get("enforced").and_then(Value::as_bool).unwrap_or(true);
-        let answer = match (meta.get("profile").and_then(Value::as_str), meta.get("signature").and_then(Value::as_str))
-        {
-            (Some(body), Some(sig)) => match self.profiles.adopt(Bytes::from(body.to_owned()), sig.to_owned()) {
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
+        let answer = match (text("profile"), text("signature")) {
+            (Some(body), Some(sig)) => match self.profiles.adopt(Bytes::from(body), sig) {
                 Ok(a) => {
-                    // The trust map knows this App-ID's roots before its devices reconnect.
-                    self.profiles.learn(&app_id, &a);
+                    self.profiles.learn_roots(&app_id, a.record.as_deref());
                     Some(a)
                 }
                 Err(e) => {
@@ -436,14 +602,37 @@ impl Admission {
             },
             _ => None,
         };
-        self.activate(ae.ri(), app_id, credential, answer, acp, enforced);
+        let record = answer.and_then(|a| a.record.clone());
+        let full_ae_ids = meta
+            .get("fullAeIds")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        self.activate(AeState {
+            stem: ae.ri().to_owned(),
+            srn: ae.srn.clone(),
+            app_id,
+            credential: text("credential"),
+            limiter: limiter(record.as_deref()),
+            record,
+            acp: text("acp"),
+            enforced: meta.get("enforced").and_then(Value::as_bool).unwrap_or(true),
+            unverified: meta.get("unverified").and_then(Value::as_bool).unwrap_or(false),
+            restored: true,
+            rejected: None,
+            shown: Shown {
+                root_sha256: text("root"),
+                binding: text("binding").unwrap_or_else(|| "http".into()),
+                full_ae_ids,
+            },
+        });
     }
 
     /// Forgets a deleted AE.
     pub fn forget(&self, stem: &str) {
-        if let Some(state) = self.aes.write().remove(stem)
-            && let Some(c) = &state.credential
-        {
+        let Some(state) = self.aes.write().remove(stem) else { return };
+        self.by_srn.write().remove(&state.srn);
+        if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
             if let Some(aes) = creds.get_mut(c) {
                 aes.retain(|a| a != stem);
@@ -459,85 +648,199 @@ impl Admission {
         self.aes.read().iter().filter(|(_, s)| &s.app_id == app_id).map(|(k, _)| k.clone()).collect()
     }
 
-    /// Checks a request of originator `orig` (DESIGN.md §7, after admission): the credential it is
-    /// bound to, the App-ID's status, and the limits of its communications class.
-    pub fn check(
+    /// Checks a request of originator `orig` (DESIGN.md §7, after admission): the certificate, the
+    /// credential it is bound to, the App-ID's status, and the limits of its communications class.
+    /// Every check is made (in audit mode each failing one is counted); in enforce mode the first
+    /// refusal is the answer. Refusals are counted, and written to the decision log within its
+    /// bounds.
+    pub async fn check(
         &self,
         orig: &str,
         sa: Option<&SecurityAssociation>,
         binding: &str,
         payload_len: usize,
     ) -> Result<(), Error> {
-        // A credential bound to AEs speaks only for them (audited only, when they were admitted in
-        // audit mode).
+        let state = self.aes.read().get(orig).cloned();
+        let mut found: Vec<Refusal> = Vec::new();
+        // A certificate that did not verify proves nothing: refused whoever it claims to be.
+        if let Some(u) = sa.and_then(|sa| sa.unverified.as_ref()) {
+            found.push(Refusal {
+                reason: cert_reason(u.reason).as_str(),
+                rsc: Rsc::OriginatorNotAuthenticated,
+                message: format!("the client certificate does not verify: {}", u.message),
+            });
+        }
+        // A credential bound to AEs speaks only for them.
         let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
-        if let Some(bound) = bound
+        let mut bound_enforced = false;
+        if let Some(bound) = &bound
             && !bound.iter().any(|a| a == orig)
         {
-            let enforced = {
+            bound_enforced = {
                 let aes = self.aes.read();
                 bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced))
             };
-            count_refusal("credential_mismatch", enforced);
+            found.push(Refusal {
+                reason: "credential_mismatch",
+                rsc: Rsc::OriginatorNotAuthenticated,
+                message: format!("this certificate belongs to the AE {}, not to {orig}", bound.join(", ")),
+            });
+        }
+        if let Some(state) = &state {
+            self.check_state(state, sa, binding, payload_len, &mut found);
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        // Enforced unless everything involved was admitted in audit mode.
+        let enforced = match &state {
+            Some(s) => s.enforced || bound_enforced,
+            None => bound.is_none() || bound_enforced,
+        };
+        let enforced = enforced && self.enforcing();
+        let app_id = state
+            .as_ref()
+            .map(|s| s.app_id.to_string())
+            .or_else(|| sa.and_then(|sa| sa.app_id.clone()))
+            .unwrap_or_default();
+        let version = state.as_ref().and_then(|s| s.record.as_ref()).map(|r| r.version);
+        for r in &found {
+            count_refusal(r.reason, enforced);
+            self.log_request_refusal(orig, &app_id, version, r, enforced).await;
             if enforced {
-                return Err(Error::new(
-                    Rsc::OriginatorNotAuthenticated,
-                    format!("this certificate belongs to the AE {}, not to {orig}", bound.join(", ")),
-                ));
+                break;
             }
         }
-        let Some(state) = self.aes.read().get(orig).cloned() else { return Ok(()) };
-        let fail = |reason: &'static str, rsc: Rsc, msg: String| -> Result<(), Error> {
-            count_refusal(reason, state.enforced);
-            if state.enforced { Err(Error::new(rsc, msg)) } else { Ok(()) }
-        };
+        if enforced { Err(Error::new(found[0].rsc, found[0].message.clone())) } else { Ok(()) }
+    }
+
+    /// The checks of an admitted AE's own state.
+    fn check_state(
+        &self,
+        state: &AeState,
+        sa: Option<&SecurityAssociation>,
+        binding: &str,
+        payload_len: usize,
+        found: &mut Vec<Refusal>,
+    ) {
+        let orig = &state.stem;
         if let Some(cred) = &state.credential
-            && sa.map(|s| &s.credential_id) != Some(cred)
+            && sa.filter(|s| s.unverified.is_none()).map(|s| &s.credential_id) != Some(cred)
         {
             let how = if sa.is_some() { "another certificate" } else { "no security association" };
-            return fail(
-                "credential_mismatch",
-                Rsc::OriginatorNotAuthenticated,
-                format!("the AE {orig} is bound to a client certificate; this request came with {how}"),
-            );
+            found.push(Refusal {
+                reason: "credential_mismatch",
+                rsc: Rsc::OriginatorNotAuthenticated,
+                message: format!("the AE {orig} is bound to a client certificate; this request came with {how}"),
+            });
         }
         if let Some(status) = self.profiles.blocked(&state.app_id) {
             let word = if status == Status::Revoked { "revoked" } else { "suspended" };
-            return fail(
-                if status == Status::Revoked { "revoked" } else { "suspended" },
-                Rsc::AppRuleValidationFailed,
-                format!("the App-ID {} is {word}", state.app_id),
-            );
+            found.push(Refusal {
+                reason: word,
+                rsc: Rsc::AppRuleValidationFailed,
+                message: format!("the App-ID {} is {word}", state.app_id),
+            });
+        }
+        if let Some(rej) = &state.rejected {
+            found.push(Refusal {
+                reason: rej.reason.as_str(),
+                rsc: rej.rsc,
+                message: format!("the AE was admitted while the registry was unreachable; now: {}", rej.message),
+            });
+        }
+        if state.restored
+            && !self.profiles.caught_up()
+            && self.policy.admission.registry_unreachable == Unreachable::Reject
+        {
+            found.push(Refusal {
+                reason: "registry_unreachable",
+                rsc: Rsc::RemoteEntityNotReachable,
+                message: format!(
+                    "the status of the App-ID {} cannot be confirmed: the registry cannot be reached",
+                    state.app_id
+                ),
+            });
         }
         if let Some(r) = &state.record {
             if !r.communications.bindings.iter().any(|b| policy::binding_name(*b) == binding) {
-                return fail(
-                    "binding_not_allowed",
-                    Rsc::AppRuleValidationFailed,
-                    format!("the {binding} binding is not among the App-ID's bindings"),
-                );
+                found.push(Refusal {
+                    reason: "binding_not_allowed",
+                    rsc: Rsc::AppRuleValidationFailed,
+                    message: format!("the {binding} binding is not among the App-ID's bindings"),
+                });
             }
             if let Some(max) = r.communications.max_payload_bytes
                 && payload_len as u64 > max
             {
-                return fail(
-                    "payload_too_large",
-                    Rsc::AppRuleValidationFailed,
-                    format!("the request body ({payload_len} bytes) exceeds the App-ID's maxPayloadBytes ({max})"),
-                );
+                found.push(Refusal {
+                    reason: "payload_too_large",
+                    rsc: Rsc::AppRuleValidationFailed,
+                    message: format!(
+                        "the request body ({payload_len} bytes) exceeds the App-ID's maxPayloadBytes ({max})"
+                    ),
+                });
             }
         }
         if let Some(l) = &state.limiter
-            && !l.lock().take()
+            && !l.lock().take(tokio::time::Instant::now())
         {
             let rpm = state.record.as_ref().and_then(|r| r.communications.max_requests_per_minute).unwrap_or(0);
-            return fail(
-                "rate_limited",
-                Rsc::AppRuleValidationFailed,
-                format!("the App-ID's rate limit of {rpm} requests per minute is exceeded"),
-            );
+            found.push(Refusal {
+                reason: "rate_limited",
+                rsc: Rsc::AppRuleValidationFailed,
+                message: format!("the App-ID's rate limit of {rpm} requests per minute is exceeded"),
+            });
         }
-        Ok(())
+    }
+
+    async fn log_request_refusal(&self, orig: &str, app_id: &str, version: Option<u64>, r: &Refusal, enforced: bool) {
+        let Some(count) = self.refusals.request(orig, r.reason) else { return };
+        let now = crate::core::SystemClock.now();
+        let d = Decision {
+            seq: 0,
+            at: now.to_string(),
+            ae_id: orig.to_owned(),
+            app_id: app_id.to_owned(),
+            profile_version: version,
+            outcome: "rejected".to_owned(),
+            rsc: r.rsc.code(),
+            reason: r.reason.to_owned(),
+            rule: None,
+            message: r.message.clone(),
+            mode: if enforced { "enforce" } else { "audit" }.to_owned(),
+            stage: "request".to_owned(),
+            count,
+        };
+        if let Err(e) = self.log.append(d).await {
+            tracing::error!(error = %e, "cannot record a refusal");
+        }
+    }
+
+    /// Whether `orig` may do `bit` on the resource at `srn` as far as the privacy terms of the
+    /// profile of the AE it belongs to are concerned: reading and discovering (`Retrieve` and
+    /// discovery) are for the AE itself and, by `sharing`, the allowed recipients (`restricted`)
+    /// or everyone (`public`), whatever `acpi` the AE gave its resources. The caller checks the
+    /// resource's own access control as well, and lets the admin and the CSE through before.
+    pub fn privacy_allows(&self, srn: &str, orig: &str, bit: u32) -> bool {
+        let read = onem2m::Operation::Retrieve.acop_bit() | onem2m::ACOP_DISCOVERY;
+        if bit & read == 0 {
+            return true;
+        }
+        let Some(state) = self.by_srn.read().get(ae_srn(srn)).cloned() else { return true };
+        if !state.enforced || orig == state.stem {
+            return true;
+        }
+        let Some(record) = &state.record else { return true };
+        let p = &record.data_privacy;
+        match p.sharing {
+            Sharing::Public => true,
+            Sharing::None => false,
+            Sharing::Restricted => p
+                .allowed_recipients
+                .iter()
+                .any(|r| r == "all" || r == orig || (r.contains(['*', '?']) && onem2m::id::wildcard_match(r, orig))),
+        }
     }
 
     /// The limits and default policy of a container created under the admitted AE `owner`.
@@ -557,8 +860,8 @@ impl Admission {
     }
 
     /// The data-model check of a contentInstance in container `container_rn` of the admitted AE
-    /// `owner` (4102 when it does not match).
-    pub fn check_content(
+    /// `owner` (4102 when it does not match). A refusal is counted and logged like the others.
+    pub async fn check_content(
         &self,
         owner: &str,
         container_rn: &str,
@@ -566,16 +869,28 @@ impl Admission {
         con: Option<&Value>,
     ) -> Result<(), Error> {
         let Some(state) = self.aes.read().get(owner).cloned() else { return Ok(()) };
+        let Err(message) = self.content_matches(&state, container_rn, cnf, con) else { return Ok(()) };
+        let enforced = state.enforced && self.enforcing();
+        let r = Refusal { reason: "data_model", rsc: Rsc::ContentsUnacceptable, message };
+        count_refusal(r.reason, enforced);
+        let version = state.record.as_ref().map(|r| r.version);
+        self.log_request_refusal(owner, state.app_id.as_str(), version, &r, enforced).await;
+        if enforced { Err(Error::new(r.rsc, r.message)) } else { Ok(()) }
+    }
+
+    fn content_matches(
+        &self,
+        state: &AeState,
+        container_rn: &str,
+        cnf: Option<&str>,
+        con: Option<&Value>,
+    ) -> Result<(), String> {
         let Some(record) = state.record.as_ref() else { return Ok(()) };
         let Some(model) = record.data_model.containers.iter().find(|c| c.name == container_rn) else { return Ok(()) };
-        let fail = |msg: String| -> Result<(), Error> {
-            count_refusal("data_model", state.enforced);
-            if state.enforced { Err(Error::new(Rsc::ContentsUnacceptable, msg)) } else { Ok(()) }
-        };
         if let Some(want) = &model.content_info
             && cnf != Some(want.as_str())
         {
-            return fail(format!(
+            return Err(format!(
                 "the container {container_rn} takes content of type {want}, not {}",
                 cnf.unwrap_or("(none)")
             ));
@@ -584,10 +899,9 @@ impl Admission {
         let media = cnf.or(model.content_info.as_deref()).unwrap_or_default();
         let instance = if media.starts_with("application/json") {
             match con {
-                Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                    Ok(v) => v,
-                    Err(e) => return fail(format!("the content is not JSON: {e}")),
-                },
+                Some(Value::String(s)) => {
+                    serde_json::from_str::<Value>(s).map_err(|e| format!("the content is not JSON: {e}"))?
+                }
                 Some(v) => v.clone(),
                 None => Value::Null,
             }
@@ -599,19 +913,119 @@ impl Admission {
             let mut cache = self.schemas.lock();
             match cache.get(&key) {
                 Some(v) => v.clone(),
-                None => match jsonschema::validator_for(schema) {
-                    Ok(v) => {
-                        let v = Arc::new(v);
-                        cache.insert(key, v.clone());
-                        v
-                    }
-                    Err(e) => return fail(format!("the App-ID's schema for {container_rn} cannot be used: {e}")),
-                },
+                None => {
+                    let v = Arc::new(
+                        jsonschema::validator_for(schema)
+                            .map_err(|e| format!("the App-ID's schema for {container_rn} cannot be used: {e}"))?,
+                    );
+                    cache.insert(key, v.clone());
+                    v
+                }
             }
         };
-        if let Err(e) = validator.validate(&instance) {
-            return fail(format!("the content does not match the data model of {container_rn}: {e}"));
-        }
-        Ok(())
+        validator
+            .validate(&instance)
+            .map_err(|e| format!("the content does not match the data model of {container_rn}: {e}"))
     }
+
+    /// Checks again, every `reverify_seconds` until cancelled, the AEs admitted while the registry
+    /// could not be reached: once it answers, each gets the limits of its profile, or is refused
+    /// (and deleted, with `on_revoke = "delete"`) if the policy would have rejected it.
+    pub async fn reverify(self: Arc<Self>, cancel: CancellationToken) {
+        let every = Duration::from_secs(self.policy.admission.reverify_seconds);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            self.reverify_once().await;
+        }
+    }
+
+    /// One round of [`Admission::reverify`]; how many AEs are still unverified.
+    pub async fn reverify_once(&self) -> usize {
+        let pending: Vec<Arc<AeState>> = self.aes.read().values().filter(|s| s.unverified).cloned().collect();
+        let mut by_app: HashMap<AppId, Vec<Arc<AeState>>> = HashMap::new();
+        for s in pending {
+            by_app.entry(s.app_id.clone()).or_default().push(s);
+        }
+        let mut left = 0;
+        for (app_id, states) in by_app {
+            let answer = match self.profiles.lookup(&app_id).await {
+                Lookup::Fresh(a) => a,
+                _ => {
+                    left += states.len();
+                    continue;
+                }
+            };
+            for s in states {
+                self.settle(&s, &answer).await;
+            }
+        }
+        left
+    }
+
+    /// Decides on an AE admitted unverified, now that the profile is known.
+    async fn settle(&self, s: &AeState, answer: &Arc<Answer>) {
+        let verdict = match &answer.record {
+            None => Err(Rejection::new(
+                Rsc::AppRuleValidationFailed,
+                Reason::UnknownAppId,
+                format!("the App-ID {} is not registered", s.app_id),
+            )),
+            Some(record) => {
+                let cert = s.shown.root_sha256.as_deref().map_or(Certificate::None, Certificate::Verified);
+                let ev =
+                    Evidence { cert, ae_id: &s.stem, full_ae_ids: &s.shown.full_ae_ids, binding: &s.shown.binding };
+                judge(&self.policy, record, &ev)
+            }
+        };
+        let record = answer.record.clone();
+        let (outcome, rsc, reason, message, rule) = match &verdict {
+            Ok(()) => ("admitted", Rsc::Created, "verified_later", "the registry answered: admitted".to_owned(), None),
+            Err(rej) => ("rejected", rej.rsc, rej.reason.as_str(), rej.message.clone(), rej.rule.clone()),
+        };
+        let now = crate::core::SystemClock.now();
+        self.record(Decision {
+            seq: 0,
+            at: now.to_string(),
+            ae_id: s.stem.clone(),
+            app_id: s.app_id.to_string(),
+            profile_version: record.as_ref().map(|r| r.version),
+            outcome: outcome.to_owned(),
+            rsc: rsc.code(),
+            reason: reason.to_owned(),
+            rule,
+            message: format!("checked again after an admission without the registry: {message}"),
+            mode: self.mode_name().to_owned(),
+            stage: "registration".to_owned(),
+            count: 1,
+        })
+        .await;
+        let rejected = verdict.err().filter(|_| s.enforced);
+        let delete = rejected.is_some() && self.policy.admission.on_revoke == OnRevoke::Delete;
+        self.activate(AeState {
+            stem: s.stem.clone(),
+            srn: s.srn.clone(),
+            app_id: s.app_id.clone(),
+            credential: s.credential.clone(),
+            limiter: limiter(record.as_deref()),
+            record,
+            acp: s.acp.clone(),
+            enforced: s.enforced,
+            unverified: false,
+            restored: s.restored,
+            rejected,
+            shown: s.shown.clone(),
+        });
+        if delete && let Some(f) = self.on_reject.lock().as_ref() {
+            f(s.stem.clone());
+        }
+    }
+}
+
+/// The per-AE rate limiter of a profile: `maxRequestsPerMinute` at once, refilled over a minute.
+fn limiter(record: Option<&Record>) -> Option<Mutex<Bucket>> {
+    let rpm = f64::from(record?.communications.max_requests_per_minute?.max(1));
+    Some(Mutex::new(Bucket::new(rpm, rpm / 60.0)))
 }

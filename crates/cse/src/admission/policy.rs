@@ -135,6 +135,8 @@ pub struct AdmissionSection {
     pub registry_unreachable: Unreachable,
     #[serde(default = "default_ttl")]
     pub cache_ttl_seconds: u64,
+    /// How long "not registered" is remembered; default `min(cache_ttl_seconds, 10)`.
+    pub negative_ttl_seconds: Option<u64>,
     /// How long a lookup may take before the registry counts as unreachable.
     #[serde(default = "default_lookup_timeout")]
     pub lookup_timeout_ms: u64,
@@ -143,6 +145,13 @@ pub struct AdmissionSection {
     pub max_stale_seconds: u64,
     #[serde(default)]
     pub on_revoke: OnRevoke,
+    /// How often AEs admitted unverified (`registry_unreachable = "admit"`) are checked again
+    /// while the registry cannot be reached.
+    #[serde(default = "default_reverify")]
+    pub reverify_seconds: u64,
+    /// The most entries the decision log keeps (the oldest go first).
+    #[serde(default = "default_log_entries")]
+    pub decision_log_max_entries: u64,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
 }
@@ -156,6 +165,20 @@ fn default_lookup_timeout() -> u64 {
 fn default_max_stale() -> u64 {
     24 * 3600
 }
+fn default_reverify() -> u64 {
+    5
+}
+fn default_log_entries() -> u64 {
+    crate::store::decisions::DEFAULT_MAX_ENTRIES
+}
+
+/// The quotas of `warden up`'s default policy, per class: a consumer device gets the least, a
+/// critical-infrastructure one the most (it may have to keep a longer history).
+pub const DEFAULT_QUOTAS: &[(&str, Quota)] = &[
+    ("consumer", Quota { mni: Some(1_000), mbs: Some(1024 * 1024) }),
+    ("industrial", Quota { mni: Some(10_000), mbs: Some(16 * 1024 * 1024) }),
+    ("critical-infrastructure", Quota { mni: Some(100_000), mbs: Some(64 * 1024 * 1024) }),
+];
 
 /// The policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -182,10 +205,17 @@ impl Policy {
             r.when.check(&format!("rule {:?} when", r.name))?;
             r.require.check(&format!("rule {:?} require", r.name))?;
         }
+        if p.admission.reverify_seconds == 0 {
+            return Err("admission.reverify_seconds must be at least 1".into());
+        }
+        if p.admission.decision_log_max_entries == 0 {
+            return Err("admission.decision_log_max_entries must be at least 1".into());
+        }
         Ok(p)
     }
 
-    /// The default of `warden up`: enforce; `x509` App-IDs over mutual TLS, `none` over plain HTTP.
+    /// The default of `warden up`: enforce; `x509` App-IDs over mutual TLS, `none` over plain HTTP;
+    /// the [`DEFAULT_QUOTAS`].
     pub fn default_enforcing(registry: &str) -> Self {
         Policy {
             admission: AdmissionSection {
@@ -197,17 +227,25 @@ impl Policy {
                 unregistered: Unregistered::Reject,
                 registry_unreachable: Unreachable::Cached,
                 cache_ttl_seconds: default_ttl(),
+                negative_ttl_seconds: None,
                 lookup_timeout_ms: default_lookup_timeout(),
                 max_stale_seconds: default_max_stale(),
                 on_revoke: OnRevoke::Block,
+                reverify_seconds: default_reverify(),
+                decision_log_max_entries: default_log_entries(),
                 rules: Vec::new(),
             },
-            quotas: BTreeMap::new(),
+            quotas: DEFAULT_QUOTAS.iter().map(|(c, q)| ((*c).to_owned(), *q)).collect(),
         }
     }
 
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.admission.cache_ttl_seconds)
+    }
+
+    /// How long a negative answer is cached: the setting, or `min(cache_ttl, 10 s)`.
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.admission.negative_ttl_seconds.unwrap_or(self.admission.cache_ttl_seconds.min(10)))
     }
 
     pub fn quota(&self, class: AppClass) -> Quota {
@@ -298,6 +336,26 @@ pub enum Reason {
     Rule,
     RegistryUnreachable,
     BadSignature,
+    RegistryAuth,
+    RegistryError,
+    /// The client certificate has expired.
+    Expired,
+    /// The client certificate is not valid yet.
+    NotYetValid,
+    /// The client certificate carries no (single, well-formed) App-ID.
+    NoAppIdClaim,
+    /// The client certificate is unusable otherwise (wrong key usage, bad signature, ...).
+    BadCertificate,
+    /// `api` is not an App-ID.
+    BadApi,
+    /// Other attributes of the AE are invalid.
+    BadRequest,
+    /// The AE-ID is registered already (maybe from another credential).
+    AlreadyRegistered,
+    /// A CSE-ID cannot register as an AE.
+    CseOriginator,
+    /// The originator is an AE-ID of another CSE.
+    ForeignAeId,
 }
 
 impl Reason {
@@ -316,6 +374,17 @@ impl Reason {
             Reason::Rule => "rule",
             Reason::RegistryUnreachable => "registry_unreachable",
             Reason::BadSignature => "bad_signature",
+            Reason::RegistryAuth => "registry_auth",
+            Reason::RegistryError => "registry_error",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::NoAppIdClaim => "no_app_id",
+            Reason::BadCertificate => "bad_certificate",
+            Reason::BadApi => "bad_api",
+            Reason::BadRequest => "bad_request",
+            Reason::AlreadyRegistered => "already_registered",
+            Reason::CseOriginator => "cse_originator",
+            Reason::ForeignAeId => "foreign_ae_id",
         }
     }
 }
@@ -335,11 +404,23 @@ impl Rejection {
     }
 }
 
+/// The client certificate of the registration, as far as it verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Certificate<'a> {
+    /// No security association (plain HTTP, or TLS without a client certificate).
+    #[default]
+    None,
+    /// It chained to the root with this SHA-256 (hex).
+    Verified(&'a str),
+    /// It was presented but does not verify, for this reason.
+    Failed(Reason, &'a str),
+}
+
 /// What the transport established about the AE (DESIGN.md §7 step 2).
 #[derive(Debug, Clone, Default)]
 pub struct Evidence<'a> {
-    /// The SHA-256 of the root the client certificate chained to; `None` without an SA.
-    pub root_sha256: Option<&'a str>,
+    /// The client certificate.
+    pub cert: Certificate<'a>,
     /// The AE-ID the CSE is about to register (stem).
     pub ae_id: &'a str,
     /// The same AE-ID in its SP-relative and absolute forms, which deny entries may name.
@@ -379,16 +460,20 @@ pub fn judge(policy: &Policy, record: &Record, ev: &Evidence<'_>) -> Result<(), 
             format!("the {} binding is not among the App-ID's bindings", ev.binding),
         ));
     }
+    // A certificate that was presented must verify, whatever the method (DESIGN.md §7 step 6).
+    if let Certificate::Failed(reason, why) = ev.cert {
+        return Err(Rejection::new(Rsc::OriginatorNotAuthenticated, reason, why));
+    }
     match record.authentication.method {
-        AuthMethod::X509 => match ev.root_sha256 {
-            None => {
+        AuthMethod::X509 => match ev.cert {
+            Certificate::None | Certificate::Failed(..) => {
                 return Err(Rejection::new(
                     Rsc::SecurityAssociationRequired,
                     Reason::SecurityAssociationRequired,
                     "this App-ID authenticates with x509: register over mutual TLS",
                 ));
             }
-            Some(root) => {
+            Certificate::Verified(root) => {
                 if !record.authentication.roots.iter().any(|r| r.sha256.eq_ignore_ascii_case(root)) {
                     return Err(Rejection::new(
                         Rsc::OriginatorNotAuthenticated,
@@ -459,7 +544,8 @@ mbs = 1048576
     }
 
     fn ev<'a>(ae: &'a str, root: Option<&'a str>) -> Evidence<'a> {
-        Evidence { root_sha256: root, ae_id: ae, full_ae_ids: &[], binding: "http" }
+        let cert = root.map_or(Certificate::None, Certificate::Verified);
+        Evidence { cert, ae_id: ae, full_ae_ids: &[], binding: "http" }
     }
 
     #[test]
@@ -519,5 +605,24 @@ mbs = 1048576
             judge(&p, &record("consumer", "psk", "software"), &ev("Cdev", None)).unwrap_err().reason,
             Reason::MethodUnsupported
         );
+        // A presented certificate that failed is refused even where none is needed.
+        let failed = Evidence { cert: Certificate::Failed(Reason::Expired, "expired"), ..ev("Cdev", None) };
+        let r = judge(&p, &record("consumer", "none", "software"), &failed).unwrap_err();
+        assert_eq!((r.rsc, r.reason), (Rsc::OriginatorNotAuthenticated, Reason::Expired));
+    }
+
+    #[test]
+    fn the_default_policy_has_growing_quotas_and_a_short_negative_ttl() {
+        let p = Policy::default_enforcing("http://127.0.0.1:7070");
+        let (c, i, k) =
+            (p.quota(AppClass::Consumer), p.quota(AppClass::Industrial), p.quota(AppClass::CriticalInfrastructure));
+        assert!(c.mni < i.mni && i.mni < k.mni, "{c:?} {i:?} {k:?}");
+        assert!(c.mbs < i.mbs && i.mbs < k.mbs);
+        assert_eq!(p.negative_ttl(), Duration::from_secs(10));
+        let short = Policy::parse("[admission]\ncache_ttl_seconds = 3").unwrap();
+        assert_eq!(short.negative_ttl(), Duration::from_secs(3));
+        let set = Policy::parse("[admission]\nnegative_ttl_seconds = 60").unwrap();
+        assert_eq!(set.negative_ttl(), Duration::from_secs(60));
+        assert!(Policy::parse("[admission]\nreverify_seconds = 0").is_err());
     }
 }

@@ -215,6 +215,8 @@ impl Cse {
                 }
             }
         };
+        // The privacy terms of an admitted AE's profile bound every grant on its resources.
+        let ok = ok && self.admission.as_ref().is_none_or(|a| a.privacy_allows(&res.srn, orig, bit));
         if ok {
             Ok(())
         } else {
@@ -299,6 +301,7 @@ impl Cse {
         let cache = self.cache.acps.read();
         Ok(found
             .into_iter()
+            .filter(|r| self.admission.as_ref().is_none_or(|a| a.privacy_allows(&r.srn, orig, bit)))
             .filter(|r| {
                 let g = gov(r);
                 let g = g.as_ref().unwrap_or(r);

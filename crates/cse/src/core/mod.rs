@@ -86,6 +86,20 @@ pub struct SecurityAssociation {
     pub ae_id: Option<String>,
     /// The SHA-256 of the root the chain ended in.
     pub root_sha256: Option<String>,
+    /// Set when the certificate was presented but did not verify: the claims above are then
+    /// unverified and `root_sha256` is `None`. Every request over such an SA is refused (4106),
+    /// except an AE registration, which admission decides (it may learn the App-ID's roots then).
+    pub unverified: Option<Unverified>,
+}
+
+/// Why a client certificate did not verify, and the chain to check again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// `wrong_root`, `expired`, `not_yet_valid`, `unknown_app_id`, `no_app_id`, `bad_certificate`.
+    pub reason: &'static str,
+    pub message: String,
+    /// The chain as presented (DER, end entity first).
+    pub chain: Arc<[Vec<u8>]>,
 }
 
 /// The binding a request came through.
@@ -279,9 +293,20 @@ impl Cse {
             ));
         }
         let orig = self.originator(&req)?;
+        if self.admission.is_none()
+            && let Some(u) = ctx.sa.as_ref().and_then(|sa| sa.unverified.as_ref())
+        {
+            // Nothing can verify a client certificate without admission (no App-ID has roots).
+            return Err(Error::new(
+                Rsc::OriginatorNotAuthenticated,
+                format!("the client certificate does not verify ({}): {}", u.reason, u.message),
+            ));
+        }
         if let Some(a) = &self.admission {
             let enforcing = a.mode() == crate::admission::policy::Mode::Enforce && ctx.binding != Binding::Internal;
-            if enforcing && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
+            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
+            // (An AE registration by a CSE-ID is refused, and logged, by the registration rules.)
+            if enforcing && !registering && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
                 return Err(Error::new(
                     Rsc::SecurityAssociationRequired,
                     "a CSE-ID originator needs a security association",
@@ -294,9 +319,8 @@ impl Cse {
                     "the admin originator must present the admin token (Authorization: Bearer)",
                 ));
             }
-            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
             if !registering && ctx.binding != Binding::Internal {
-                a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len)?;
+                a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;
             }
         }
         let deadline = self.tunables.read().request_expiration;

@@ -22,6 +22,13 @@ pub(crate) struct NewAe {
     pub(crate) app_id: AppId,
 }
 
+/// An AE registration refused by the core: the error, and what to log (the reason, the AE-ID and
+/// the `api` as given) unless admission logged it already.
+pub(crate) struct AeRefusal {
+    error: Error,
+    log: Option<(crate::admission::policy::Reason, String, String)>,
+}
+
 /// The resource ID of the CSEBase's default access control policy.
 pub(crate) const DEFAULT_ACP_RI: &str = "acpCSEBase";
 
@@ -162,7 +169,8 @@ impl Cse {
         Ok(())
     }
 
-    /// AE registration (TS-0001 §10.2.2.2, TS-0004 §7.4.5.2.1; ONEM2M.md §2).
+    /// AE registration (TS-0001 §10.2.2.2, TS-0004 §7.4.5.2.1; ONEM2M.md §2). With admission on,
+    /// every refusal is a decision in the log, with its reason (admission records its own).
     pub(crate) async fn prepare_ae(
         &self,
         parent: &Resource,
@@ -172,6 +180,33 @@ impl Cse {
         ctx: &Ctx,
         now: Timestamp,
     ) -> Result<NewAe, Error> {
+        match self.prepare_ae_checked(parent, attrs, rv, orig, ctx, now).await {
+            Ok(new) => Ok(new),
+            Err(AeRefusal { error, log: None }) => Err(error),
+            Err(AeRefusal { error, log: Some((reason, ae, api)) }) => {
+                if let Some(a) = &self.admission {
+                    a.refused_registration(&ae, &api, reason, &error, now).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn prepare_ae_checked(
+        &self,
+        parent: &Resource,
+        attrs: Map<String, Value>,
+        rv: ReleaseVersion,
+        orig: &Orig,
+        ctx: &Ctx,
+        now: Timestamp,
+    ) -> Result<NewAe, AeRefusal> {
+        use crate::admission::policy::Reason;
+        let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let refuse = |reason: Reason, ae: &str, error: Error| AeRefusal {
+            error,
+            log: Some((reason, ae.to_owned(), api.clone())),
+        };
         // An AE-ID in the client certificate names the stem; the originator must agree with it
         // (TS-0001 §10.2.2.2 step 003 a). A disagreement is answered once `api` is known, so that
         // admission records it like any other refusal (DESIGN.md §7 steps 3 and 4).
@@ -201,7 +236,8 @@ impl Cse {
             Originator::NewS => ids::new_stem('S'),
             Originator::Ae(ae) => {
                 let s = self.local_ae_stem(ae).ok_or_else(|| {
-                    Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE")
+                    let e = Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE");
+                    refuse(Reason::ForeignAeId, &orig.id, e)
                 })?;
                 if let Some(c) = cert_stem.as_ref().filter(|c| *c != &s) {
                     claim = Some(format!("the originator is not {c}, the AE-ID in the client certificate"));
@@ -209,14 +245,15 @@ impl Cse {
                 s
             }
             Originator::Cse { .. } => {
-                return Err(Error::new(
+                let e = Error::new(
                     Rsc::SecurityAssociationRequired,
                     "a CSE-ID cannot register as an AE (a security association is required)",
-                ));
+                );
+                return Err(refuse(Reason::CseOriginator, &orig.id, e));
             }
         };
-        let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default();
-        let app_id = AppId::parse_for_release(api, rv).map_err(|e| Error::bad_request(format!("api: {e}")))?;
+        let app_id = AppId::parse_for_release(&api, rv)
+            .map_err(|e| refuse(Reason::BadApi, &stem, Error::bad_request(format!("api: {e}"))))?;
         let full_ae_ids = self.full_ae_ids(&stem);
         let reg = Registration {
             stem: &stem,
@@ -227,29 +264,29 @@ impl Cse {
             now,
         };
         if let Some(message) = claim {
-            let e = Error::new(Rsc::OriginatorNotAuthenticated, message);
-            if let Some(a) = &self.admission {
-                a.refused(&reg, &e).await;
-            }
-            return Err(e);
+            return Err(refuse(Reason::ClaimMismatch, &stem, Error::new(Rsc::OriginatorNotAuthenticated, message)));
         }
-        check_release_list("srv", attrs.get("srv"))?;
-        check_serializations(attrs.get("csz"))?;
-        check_poa(attrs.get("poa"))?;
-        if self.store.get(&stem).await.map_err(store_error)?.is_some() {
-            return Err(Error::new(
-                Rsc::OriginatorHasAlreadyRegistered,
-                format!("the AE {stem} is registered already"),
-            ));
+        let bad = |e: Error| refuse(Reason::BadRequest, &stem, e);
+        check_release_list("srv", attrs.get("srv")).map_err(bad)?;
+        check_serializations(attrs.get("csz")).map_err(bad)?;
+        check_poa(attrs.get("poa")).map_err(bad)?;
+        let existing = self.store.get(&stem).await.map_err(|e| AeRefusal { error: store_error(e), log: None })?;
+        if existing.is_some() {
+            // Whoever asks, and with whichever credential: the AE-ID is taken.
+            let e = Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {stem} is registered already"));
+            return Err(refuse(Reason::AlreadyRegistered, &stem, e));
         }
-        let grant = match &self.admission {
-            Some(a) => Some(a.decide(&reg).await?),
+        let mut grant = match &self.admission {
+            Some(a) => Some(a.decide(&reg).await.map_err(|error| AeRefusal { error, log: None })?),
             None => None,
         };
-        let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await?;
+        let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await.map_err(bad)?;
         res.attrs.insert("aei".into(), Value::String(stem.clone()));
         // The privacy policy of an admitted AE is created with it and governs its resources.
         let mut acp = None;
+        if let Some(g) = &mut grant {
+            g.set_srn(&res.srn);
+        }
         if let Some(g) = &grant
             && let Some(rules) = g.privacy_acp(&stem, &self.cfg.admin)
         {
@@ -320,7 +357,7 @@ impl Cse {
                     ));
                 }
                 if let Some(a) = &self.admission {
-                    a.check_content(parent.pi(), parent.rn(), res.get_str("cnf"), res.get("con"))?;
+                    a.check_content(parent.pi(), parent.rn(), res.get_str("cnf"), res.get("con")).await?;
                 }
                 res.attrs.insert("cs".into(), json!(cs));
                 res.attrs.insert("st".into(), json!(0));
@@ -371,7 +408,9 @@ impl Cse {
     }
 
     /// The quotas and privacy policy of an admitted AE, on one of its containers: `mni`, `mbs` and
-    /// `mia` at most the AE's, and the privacy policy when no `acpi` is given.
+    /// `mia` at most the AE's, and the privacy policy when no `acpi` is given (it grants the allowed
+    /// recipients their reads). Whatever `acpi` the AE sets, the privacy terms still bound who may
+    /// read: `Admission::privacy_allows`, checked with every access.
     async fn apply_container_limits(&self, res: &mut Resource) -> Result<(), Error> {
         let Some(a) = &self.admission else { return Ok(()) };
         let Some(owner) = self.owner_ae(&res.srn).await? else { return Ok(()) };

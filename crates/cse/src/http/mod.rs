@@ -237,14 +237,30 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// The security association of the connection a request came on, from the TLS layer.
+/// The security association of the connection a request came on, from the TLS layer: a verified
+/// one, or one whose certificate did not verify (marked so; the core refuses its requests).
 fn security_association(ext: &http::Extensions) -> Option<SecurityAssociation> {
-    let id = ext.get::<Peer>()?.identity.as_ref()?;
+    let peer = ext.get::<Peer>()?;
+    if let Some(id) = &peer.identity {
+        return Some(SecurityAssociation {
+            credential_id: id.cert_sha256.to_hex(),
+            app_id: Some(id.app_id.to_string()),
+            ae_id: id.ae_id_uri.clone(),
+            root_sha256: Some(id.root_sha256.to_hex()),
+            unverified: None,
+        });
+    }
+    let u = peer.unverified.as_ref()?;
     Some(SecurityAssociation {
-        credential_id: id.cert_sha256.to_hex(),
-        app_id: Some(id.app_id.to_string()),
-        ae_id: id.ae_id_uri.clone(),
-        root_sha256: Some(id.root_sha256.to_hex()),
+        credential_id: u.cert_sha256.to_hex(),
+        app_id: u.app_id.as_ref().map(ToString::to_string),
+        ae_id: u.ae_id_uri.clone(),
+        root_sha256: None,
+        unverified: Some(crate::core::Unverified {
+            reason: u.error.reason(),
+            message: u.error.to_string(),
+            chain: u.chain.iter().map(|c| c.to_vec()).collect(),
+        }),
     })
 }
 

@@ -1,5 +1,7 @@
 //! The admission decision log: every decision, stored durably (SQLite, `decisions.db` beside the
-//! resource tree) and readable with filters.
+//! resource tree) and readable with filters. The log keeps at most a configured number of entries
+//! (the oldest go first), so that no client can fill the disk with refusals. The same database keeps
+//! the position of the registry's change feed that admission has applied.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,22 @@ pub struct Decision {
     pub message: String,
     /// `enforce` or `audit`.
     pub mode: String,
+    /// `registration` (an AE CREATE) or `request` (a later request of an admitted AE, or one over
+    /// a certificate that did not verify).
+    #[serde(default = "registration")]
+    pub stage: String,
+    /// How many refusals this entry stands for: itself and those of the same kind that were only
+    /// counted since the previous entry of that kind (see `admission::RefusalLog`).
+    #[serde(default = "one")]
+    pub count: u64,
+}
+
+fn registration() -> String {
+    "registration".into()
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Filters of a query; all optional.
@@ -47,10 +65,16 @@ pub struct DecisionFilter {
     pub limit: usize,
 }
 
-/// The log. Appends are rare (one per AE registration) and short; they run on the blocking pool.
+/// The most entries kept unless told otherwise.
+pub const DEFAULT_MAX_ENTRIES: u64 = 500_000;
+/// Old entries are trimmed every this many appends.
+const TRIM_EVERY: u64 = 1000;
+
+/// The log. Appends are short; they run on the blocking pool.
 #[derive(Clone)]
 pub struct DecisionLog {
     conn: Arc<Mutex<Connection>>,
+    max_entries: u64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -58,7 +82,13 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl DecisionLog {
+    /// Opens the log in `dir`, keeping [`DEFAULT_MAX_ENTRIES`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, DEFAULT_MAX_ENTRIES)
+    }
+
+    /// Opens the log in `dir`, keeping the newest `max_entries` (at least 1).
+    pub fn open_with(dir: &Path, max_entries: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
         let conn = Connection::open(dir.join("decisions.db")).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
@@ -77,20 +107,71 @@ impl DecisionLog {
                 message TEXT NOT NULL,
                 mode TEXT NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS decisions_app ON decisions(app_id, seq);",
+            CREATE INDEX IF NOT EXISTS decisions_app ON decisions(app_id, seq);
+            CREATE TABLE IF NOT EXISTS admission_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )
         .map_err(backend)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        // Columns added after the first release of the table.
+        let has = |col: &str| -> Result<bool, StoreError> {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = ?1", [col], |r| r.get(0))
+                .map_err(backend)?;
+            Ok(n > 0)
+        };
+        if !has("stage")? {
+            conn.execute_batch("ALTER TABLE decisions ADD COLUMN stage TEXT NOT NULL DEFAULT 'registration'")
+                .map_err(backend)?;
+        }
+        if !has("count")? {
+            conn.execute_batch("ALTER TABLE decisions ADD COLUMN count INTEGER NOT NULL DEFAULT 1").map_err(backend)?;
+        }
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), max_entries: max_entries.max(1) })
     }
 
-    /// Appends a decision and returns its `seq`.
-    pub async fn append(&self, d: Decision) -> Result<u64, StoreError> {
+    /// The change-feed position stored by [`DecisionLog::set_feed_seq`].
+    pub async fn feed_seq(&self) -> Result<Option<u64>, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let c = conn.lock();
+            let v: Option<i64> = c
+                .query_row("SELECT value FROM admission_state WHERE key = 'feed_seq'", [], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+                .map_err(backend)?;
+            Ok(v.map(|v| v as u64))
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Stores the change-feed position that admission has applied.
+    pub async fn set_feed_seq(&self, seq: u64) -> Result<(), StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock();
+            c.execute(
+                "INSERT INTO admission_state (key, value) VALUES ('feed_seq', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [seq as i64],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Appends a decision and returns its `seq`. Every [`TRIM_EVERY`] appends, the entries beyond
+    /// the newest `max_entries` are removed.
+    pub async fn append(&self, d: Decision) -> Result<u64, StoreError> {
+        let conn = self.conn.clone();
+        let max = self.max_entries;
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock();
             c.prepare_cached(
-                "INSERT INTO decisions (at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO decisions (at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode,
+                                        stage, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -103,11 +184,19 @@ impl DecisionLog {
                     d.reason,
                     d.rule,
                     d.message,
-                    d.mode
+                    d.mode,
+                    d.stage,
+                    d.count as i64
                 ])
             })
             .map_err(backend)?;
-            Ok(c.last_insert_rowid() as u64)
+            let seq = c.last_insert_rowid() as u64;
+            if seq.is_multiple_of(TRIM_EVERY.min(max)) && seq > max {
+                c.prepare_cached("DELETE FROM decisions WHERE seq <= ?1")
+                    .and_then(|mut s| s.execute([(seq - max) as i64]))
+                    .map_err(backend)?;
+            }
+            Ok(seq)
         })
         .await
         .map_err(backend)?
@@ -120,7 +209,8 @@ impl DecisionLog {
             let c = conn.lock();
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode
+                    "SELECT seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode,
+                            stage, count
                      FROM decisions
                      WHERE (?1 IS NULL OR app_id = ?1) AND (?2 IS NULL OR ae_id = ?2)
                        AND (?3 IS NULL OR outcome = ?3) AND (?4 IS NULL OR seq < ?4)
@@ -141,6 +231,8 @@ impl DecisionLog {
                         rule: r.get(8)?,
                         message: r.get(9)?,
                         mode: r.get(10)?,
+                        stage: r.get(11)?,
+                        count: r.get::<_, i64>(12)? as u64,
                     })
                 })
                 .map_err(backend)?;
@@ -168,6 +260,8 @@ mod tests {
             rule: None,
             message: "m".into(),
             mode: "enforce".into(),
+            stage: "registration".into(),
+            count: 1,
         }
     }
 
@@ -192,5 +286,30 @@ mod tests {
         drop(log);
         let log = DecisionLog::open(dir.path()).unwrap();
         assert_eq!(log.query(DecisionFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_the_newest_entries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open_with(dir.path(), 10).unwrap();
+        for _ in 0..35 {
+            log.append(d("Ra.b.c", "rejected")).await.unwrap();
+        }
+        let all = log.query(DecisionFilter { limit: 1000, ..Default::default() }).await.unwrap();
+        assert!(all.len() <= 19, "{} entries kept", all.len());
+        assert_eq!(all[0].seq, 35, "the newest stay");
+        assert!(all.iter().all(|d| d.seq > 35 - 19));
+    }
+
+    #[tokio::test]
+    async fn the_feed_position_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open(dir.path()).unwrap();
+        assert_eq!(log.feed_seq().await.unwrap(), None);
+        log.set_feed_seq(7).await.unwrap();
+        log.set_feed_seq(42).await.unwrap();
+        drop(log);
+        let log = DecisionLog::open(dir.path()).unwrap();
+        assert_eq!(log.feed_seq().await.unwrap(), Some(42));
     }
 }

@@ -1,12 +1,17 @@
 //! The CSE's TLS layer: the security association of TS-0003 §8.2 with certificates (DESIGN.md §8).
 //!
-//! - [`TrustMap`]: App-ID → roots, in memory, swapped atomically when the registry's profiles change;
-//!   it records the App-IDs that handshakes asked for and it did not have ([`TrustMap::missed`]).
-//! - The client-certificate verifier (private): picks the roots by the App-ID the certificate claims
-//!   and delegates the chain check to a `WebPkiClientVerifier` built for them. It never advertises
-//!   CA names and never waits on the network.
-//! - [`PeerIdentity`]: the App-ID, AE-ID, credential fingerprint and root of a verified client,
-//!   computed once per connection after the handshake ([`TrustMap::identify_connection`]).
+//! - [`TrustMap`]: App-ID → roots, in memory, swapped atomically when the registry's profiles change.
+//! - The client-certificate verifier (private): asks for a certificate, lets rustls check the proof
+//!   of possession of its key, and leaves the chain to the identification. It never advertises CA
+//!   names and never waits on the network.
+//! - [`TrustMap::identify_connection`], once per connection after the handshake (full or resumed):
+//!   picks the roots by the App-ID the certificate claims and checks the chain with a
+//!   `WebPkiClientVerifier` built for them. The result is a [`PeerIdentity`] (the App-ID, AE-ID,
+//!   credential fingerprint and root of a verified client) or an [`UnverifiedPeer`] (the claims and
+//!   why they did not verify: another root, expired, an App-ID the map does not know yet, no App-ID).
+//!   An unverified peer is still served, so that it gets a oneM2M answer with its reason: every
+//!   request over it is refused with 4106, except an AE registration, at which admission may learn
+//!   the App-ID's roots from the registry's signed profile and check the chain again.
 //! - [`TlsConfig`]: the rustls server configuration (TLS 1.3 and 1.2, ALPN `h2` and `http/1.1`, client
 //!   certificates [`ClientAuth::Optional`] or [`ClientAuth::Required`]) together with its trust map.
 //!
@@ -34,16 +39,19 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use identity::{IdentityError, PeerIdentity};
-pub use trust::{MAX_PENDING_MISSES, TrustError, TrustMap, TrustVersion};
+pub use identity::{ChainFailure, IdentityError, PeerIdentity, UnverifiedPeer};
+pub use trust::{ClientIdentity, TrustError, TrustMap, TrustVersion};
 
 /// Whether a TLS client must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     /// Asked for but not required: a client without one is served with no [`PeerIdentity`] (an AE
-    /// whose profile needs no certificate). A certificate that is presented must still verify.
+    /// whose profile needs no certificate). A certificate that is presented must still verify: one
+    /// that does not is answered 4106 at the oneM2M layer.
     Optional,
-    /// A handshake without a valid client certificate fails.
+    /// A handshake without a client certificate fails. One that is presented but does not verify
+    /// is treated as with `Optional`: the connection is made and every request is answered 4106
+    /// with the reason (so the device and the decision log learn why).
     Required,
 }
 

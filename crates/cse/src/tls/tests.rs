@@ -54,15 +54,15 @@ fn fixture() -> Fixture {
     Fixture { root_a, root_b, trust }
 }
 
-fn check(trust: &TrustMap, id: &Identity) -> Result<(), Error> {
-    let v = AppIdClientVerifier { trust: trust.clone(), mandatory: true };
-    v.verify_client_cert(id.cert_der(), &[], UnixTime::now()).map(|_| ())
+/// The identification of a single-certificate chain: `Ok` or the failure's reason.
+fn check(trust: &TrustMap, id: &Identity) -> Result<(), &'static str> {
+    trust.identify(&[id.cert_der().clone()], UnixTime::now()).map(|_| ()).map_err(|e| e.reason())
 }
 
-/// Misses are recorded synchronously by the verifier, so "nothing reported" can be checked without
-/// waiting: `missed()` is not ready.
-fn no_miss_reported(trust: &TrustMap) -> bool {
-    futures_util::FutureExt::now_or_never(trust.missed()).is_none()
+/// What the handshake's verifier says of a certificate.
+fn handshake_check(trust: &TrustMap, cert: &CertificateDer<'_>) -> Result<(), Error> {
+    let v = AppIdClientVerifier { trust: trust.clone(), mandatory: true };
+    v.verify_client_cert(cert, &[], UnixTime::now()).map(|_| ())
 }
 
 fn invalid(e: CertificateError) -> Result<(), Error> {
@@ -70,43 +70,43 @@ fn invalid(e: CertificateError) -> Result<(), Error> {
 }
 
 #[test]
-fn verifier_accepts_the_right_root_only() {
+fn identification_accepts_the_right_root_only() {
     let f = fixture();
     assert_eq!(check(&f.trust, &device(&f.root_a, APP_A)), Ok(()));
     assert_eq!(check(&f.trust, &device(&f.root_b, APP_B)), Ok(()));
     // Claims A but is signed by B's root: B's root is no help, A's root does not sign it.
-    assert_eq!(check(&f.trust, &device(&f.root_b, APP_A)), invalid(CertificateError::UnknownIssuer));
+    assert_eq!(check(&f.trust, &device(&f.root_b, APP_A)), Err("wrong_root"));
 }
 
 #[test]
-fn verifier_refuses_expired_and_not_yet_valid() {
+fn identification_names_expired_and_not_yet_valid() {
     let f = fixture();
     let expired = f.root_a.issue_device(&DeviceSpec::new(app(APP_A)).validity(Validity::expired())).unwrap();
-    assert!(matches!(
-        check(&f.trust, &expired),
-        Err(Error::InvalidCertificate(CertificateError::ExpiredContext { .. }))
-    ));
+    assert_eq!(check(&f.trust, &expired), Err("expired"));
     let early = f.root_a.issue_device(&DeviceSpec::new(app(APP_A)).validity(Validity::not_yet_valid())).unwrap();
-    assert!(matches!(
-        check(&f.trust, &early),
-        Err(Error::InvalidCertificate(CertificateError::NotValidYetContext { .. }))
-    ));
+    assert_eq!(check(&f.trust, &early), Err("not_yet_valid"));
+    // With several roots, the expiry is still what is reported.
+    f.trust.update_one(app(APP_A), vec![f.root_b.cert_der().clone(), f.root_a.cert_der().clone()]).unwrap();
+    assert_eq!(check(&f.trust, &expired), Err("expired"));
+    assert_eq!(check(&f.trust, &device(&Root::generate("X").unwrap(), APP_A)), Err("wrong_root"));
 }
 
 #[test]
-fn verifier_refuses_missing_and_malformed_claims() {
+fn missing_and_malformed_claims() {
     let f = fixture();
     let bare = f.root_a.issue_device(&DeviceSpec::without_app_id()).unwrap();
-    assert_eq!(check(&f.trust, &bare), invalid(CertificateError::ApplicationVerificationFailure));
-    let v = AppIdClientVerifier { trust: f.trust.clone(), mandatory: true };
-    let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
-    assert_eq!(
-        v.verify_client_cert(&garbage, &[], UnixTime::now()).map(|_| ()),
-        invalid(CertificateError::BadEncoding)
-    );
-    // A server certificate is signed by a CA but claims no App-ID.
+    assert_eq!(check(&f.trust, &bare), Err("no_app_id"));
     let server = ServerIdentity::localhost().unwrap();
-    assert_eq!(check(&f.trust, &server.leaf), invalid(CertificateError::ApplicationVerificationFailure));
+    assert_eq!(check(&f.trust, &server.leaf), Err("no_app_id"), "a server certificate claims no App-ID");
+    let stranger = Root::generate("Gamma Root").unwrap();
+    assert_eq!(check(&f.trust, &device(&stranger, "Rgamma01.com.gamma.lock")), Err("unknown_app_id"));
+    // The handshake lets all of these through (they are answered at the oneM2M layer), but not
+    // something that is no certificate at all.
+    for cert in [bare.cert_der(), server.leaf.cert_der(), device(&f.root_b, APP_A).cert_der()] {
+        assert_eq!(handshake_check(&f.trust, cert), Ok(()));
+    }
+    let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    assert_eq!(handshake_check(&f.trust, &garbage), invalid(CertificateError::BadEncoding));
 }
 
 #[test]
@@ -121,51 +121,33 @@ fn verifier_never_advertises_roots() {
     assert!(required.supported_verify_schemes().contains(&SignatureScheme::ECDSA_NISTP256_SHA256));
 }
 
-#[tokio::test]
-async fn unknown_app_id_is_refused_and_reported_once() {
-    let f = fixture();
-    let stranger = Root::generate("Gamma Root").unwrap();
-    let gamma = "Rgamma01.com.gamma.lock";
-    for _ in 0..3 {
-        assert_eq!(check(&f.trust, &device(&stranger, gamma)), invalid(CertificateError::UnknownIssuer));
-    }
-    let missed = tokio::time::timeout(Duration::from_secs(5), f.trust.missed()).await.unwrap();
-    assert_eq!(missed, vec![app(gamma)]);
-
-    // The refresher fetches the roots; the next handshake succeeds, and no miss is reported.
-    f.trust.update_one(app(gamma), vec![stranger.cert_der().clone()]).unwrap();
-    assert_eq!(check(&f.trust, &device(&stranger, gamma)), Ok(()));
-    assert!(no_miss_reported(&f.trust));
-}
-
-#[tokio::test]
-async fn misses_added_meanwhile_are_dropped_and_the_queue_is_bounded() {
-    let f = fixture();
-    let root = Root::generate("R").unwrap();
-    let first = app("Nfirst");
-    let _ = check(&f.trust, &device(&root, first.as_str()));
-    f.trust.update_one(first.clone(), vec![root.cert_der().clone()]).unwrap();
-    let _ = check(&f.trust, &device(&root, "Nsecond"));
-    let got = tokio::time::timeout(Duration::from_secs(5), f.trust.missed()).await.unwrap();
-    assert_eq!(got, vec![app("Nsecond")]);
-
-    // Claims come from unverified certificates: the pending set never grows past its bound. The
-    // verifier is bypassed here so that the test does not need a certificate per App-ID.
-    for i in 0..(MAX_PENDING_MISSES + 50) {
-        assert!(f.trust.lookup(&app(&format!("Nflood{i}"))).is_none());
-    }
-    let got = tokio::time::timeout(Duration::from_secs(5), f.trust.missed()).await.unwrap();
-    assert_eq!(got.len(), MAX_PENDING_MISSES);
-}
-
 #[test]
-fn empty_roots_refuse_without_a_miss() {
+fn empty_roots_verify_nothing() {
     let f = fixture();
     f.trust.update_one(app("Nnone"), Vec::new()).unwrap();
     let root = Root::generate("R").unwrap();
-    assert_eq!(check(&f.trust, &device(&root, "Nnone")), invalid(CertificateError::UnknownIssuer));
+    assert_eq!(check(&f.trust, &device(&root, "Nnone")), Err("wrong_root"));
     assert_eq!(f.trust.root_fingerprints(&app("Nnone")), Some(vec![]));
-    assert!(no_miss_reported(&f.trust));
+}
+
+#[test]
+fn an_unverified_peer_keeps_its_claims_and_the_reason() {
+    let f = fixture();
+    let dev = f
+        .root_b
+        .issue_device(&DeviceSpec::new(app(APP_A)).ae_id(AeId::parse("//acme.example.com/Sdev9").unwrap()))
+        .unwrap();
+    let ClientIdentity::Unverified(u) = f.trust.identify_presented(&[dev.cert_der().clone()], UnixTime::now()) else {
+        panic!("must not verify")
+    };
+    assert_eq!(u.app_id, Some(app(APP_A)));
+    assert_eq!(u.ae_id_uri.as_deref(), Some("//acme.example.com/Sdev9"));
+    assert_eq!(u.cert_sha256, dev.fingerprint());
+    assert_eq!(u.error.reason(), "wrong_root");
+    // Once the map trusts its root, the same chain verifies.
+    f.trust.update_one(app(APP_A), vec![f.root_b.cert_der().clone()]).unwrap();
+    assert!(matches!(f.trust.identify_presented(&u.chain, UnixTime::now()), ClientIdentity::Verified(_)));
+    assert!(matches!(f.trust.identify_presented(&[], UnixTime::now()), ClientIdentity::Anonymous));
 }
 
 #[test]
@@ -177,7 +159,7 @@ fn trust_map_updates() {
 
     // Rotate A to B's root: A's old devices fail, devices under the new root pass.
     f.trust.update_one(app(APP_A), vec![f.root_b.cert_der().clone()]).unwrap();
-    assert_eq!(check(&f.trust, &device(&f.root_a, APP_A)), invalid(CertificateError::UnknownIssuer));
+    assert_eq!(check(&f.trust, &device(&f.root_a, APP_A)), Err("wrong_root"));
     assert_eq!(check(&f.trust, &device(&f.root_b, APP_A)), Ok(()));
 
     // Both roots, listed twice: duplicates collapse, either root verifies.
@@ -189,7 +171,7 @@ fn trust_map_updates() {
 
     assert!(f.trust.remove(&app(APP_A)));
     assert!(!f.trust.remove(&app(APP_A)));
-    assert_eq!(check(&f.trust, &device(&f.root_a, APP_A)), invalid(CertificateError::UnknownIssuer));
+    assert_eq!(check(&f.trust, &device(&f.root_a, APP_A)), Err("unknown_app_id"));
     assert_eq!(f.trust.len(), 1);
 
     // A clone is the same map.
@@ -241,7 +223,10 @@ fn identify_names_the_root_and_the_claims() {
 
     // The check is made again: a later time, a changed map or no certificate give no identity.
     let later = UnixTime::since_unix_epoch(Duration::from_secs(4_000_000_000));
-    assert_eq!(f.trust.identify(&[dev.cert_der().clone()], later), Err(IdentityError::NotTrusted(app(APP_A))));
+    assert_eq!(
+        f.trust.identify(&[dev.cert_der().clone()], later),
+        Err(IdentityError::NotTrusted { app_id: app(APP_A), failure: ChainFailure::Expired })
+    );
     f.trust.remove(&app(APP_A));
     assert_eq!(
         f.trust.identify(&[dev.cert_der().clone()], UnixTime::now()),
@@ -387,9 +372,12 @@ fn handshakes_over_tls13_and_tls12_hint_no_roots() {
         assert_eq!(*resolver.hints.lock(), Some(0), "the CertificateRequest must list no CA names");
     }
 
+    // A certificate under another root completes the handshake; the identification refuses it.
     let (client, _) = client_config(&server, Some(&device(&f.root_b, APP_A)), false);
-    let (_, r) = connect(&cfg, &client);
-    assert_eq!(r, invalid(CertificateError::UnknownIssuer));
+    let (s, r) = connect(&cfg, &client);
+    assert_eq!(r, Ok(()));
+    let ClientIdentity::Unverified(u) = f.trust.identify_connection(&s, UnixTime::now()) else { panic!() };
+    assert_eq!(u.error.reason(), "wrong_root");
 }
 
 #[test]
@@ -411,9 +399,14 @@ fn optional_and_required_client_auth() {
     assert_eq!(r, Ok(()));
     assert!(!s.is_handshaking());
     assert_eq!(s.peer_certificates(), None);
-    // Optional still refuses a certificate that does not verify.
+    assert!(matches!(f.trust.identify_connection(&s, UnixTime::now()), ClientIdentity::Anonymous));
+    // Under both, a presented certificate that does not verify gives an unverified peer.
     let (bad, _) = client_config(&server, Some(&device(&f.root_b, APP_A)), false);
-    assert_eq!(connect(&optional, &bad).1, invalid(CertificateError::UnknownIssuer));
+    for cfg in [&optional, &required] {
+        let (s, r) = connect(cfg, &bad);
+        assert_eq!(r, Ok(()));
+        assert!(matches!(f.trust.identify_connection(&s, UnixTime::now()), ClientIdentity::Unverified(_)));
+    }
 }
 
 #[test]
@@ -424,65 +417,39 @@ fn a_resumed_session_is_identified_against_the_current_map() {
     let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Full)));
 
-    // The client resumes its session, so the verifier is not asked; the identification checks the
-    // chain against the map as it is now.
-    let before = f.trust.version();
+    // The client resumes its session; the identification checks the chain against the map as it
+    // is now, and at the time given.
     let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Resumed)));
-    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
-    assert!(f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().is_some());
+    let ClientIdentity::Unverified(u) = f.trust.identify_connection(&s, far_future()) else { panic!() };
+    assert_eq!(u.error.reason(), "expired");
+    assert!(matches!(f.trust.identify_connection(&s, UnixTime::now()), ClientIdentity::Verified(_)));
 
     // The App-ID's root is withdrawn, then the session is resumed again.
     f.trust.remove(&app(APP_A));
-    let before = f.trust.version();
     let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Resumed)));
-    assert_eq!(f.trust.identify_connection(&s, before, UnixTime::now()), Err(IdentityError::UnknownAppId(app(APP_A))));
+    let ClientIdentity::Unverified(u) = f.trust.identify_connection(&s, UnixTime::now()) else { panic!() };
+    assert_eq!(u.error, IdentityError::UnknownAppId(app(APP_A)));
 }
 
-/// A time at which every certificate of these tests has expired: an identification that checks the
-/// chain fails at it, one that relies on the handshake's check does not.
+/// A time at which every certificate of these tests has expired.
 fn far_future() -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(4_000_000_000))
 }
 
 #[test]
-fn a_fresh_handshake_is_not_checked_twice_unless_the_map_changed() {
+fn a_fresh_handshake_is_identified_with_its_claims() {
     let f = fixture();
     let (cfg, server) = server_config(&f.trust, ClientAuth::Required);
     let dev =
         f.root_a.issue_device(&DeviceSpec::new(app(APP_A)).ae_id(AeId::parse("//sp.example/Sx").unwrap())).unwrap();
     let (client, _) = client_config(&server, Some(&dev), false);
-    let no_resumption = {
-        let mut c = (*client).clone();
-        c.resumption = rustls::client::Resumption::disabled();
-        Arc::new(c)
-    };
-
-    // Unchanged map, one root: the handshake's check stands.
-    let before = f.trust.version();
-    let (s, r) = connect(&cfg, &no_resumption);
+    let (s, r) = connect(&cfg, &client);
     assert_eq!((r, s.handshake_kind()), (Ok(()), Some(HandshakeKind::Full)));
-    let id = f.trust.identify_connection(&s, before, far_future()).unwrap().unwrap();
-    assert_eq!(id, f.trust.identify(s.peer_certificates().unwrap(), UnixTime::now()).unwrap());
+    let ClientIdentity::Verified(id) = f.trust.identify_connection(&s, UnixTime::now()) else { panic!() };
     assert_eq!((id.root_sha256, id.cert_sha256), (f.root_a.fingerprint(), dev.fingerprint()));
     assert_eq!(id.ae_id_uri.as_deref(), Some("//sp.example/Sx"));
-
-    // Any change of the map since the handshake began (even of another App-ID) means a second check.
-    let before = f.trust.version();
-    let (s, _) = connect(&cfg, &no_resumption);
-    f.trust.update_one(app(APP_B), vec![f.root_b.cert_der().clone()]).unwrap();
-    assert_ne!(f.trust.version(), before);
-    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
-    assert!(f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().is_some());
-
-    // Several roots: the check finds which one, so it always runs.
-    f.trust.update_one(app(APP_A), vec![f.root_b.cert_der().clone(), f.root_a.cert_der().clone()]).unwrap();
-    let before = f.trust.version();
-    let (s, _) = connect(&cfg, &no_resumption);
-    assert_eq!(f.trust.identify_connection(&s, before, far_future()), Err(IdentityError::NotTrusted(app(APP_A))));
-    let id = f.trust.identify_connection(&s, before, UnixTime::now()).unwrap().unwrap();
-    assert_eq!(id.root_sha256, f.root_a.fingerprint());
 }
 
 #[test]
@@ -490,8 +457,7 @@ fn no_client_certificate_is_no_identity() {
     let f = fixture();
     let (cfg, server) = server_config(&f.trust, ClientAuth::Optional);
     let (anonymous, _) = client_config(&server, None, false);
-    let before = f.trust.version();
     let (s, r) = connect(&cfg, &anonymous);
     assert_eq!(r, Ok(()));
-    assert_eq!(f.trust.identify_connection(&s, before, UnixTime::now()), Ok(None));
+    assert!(matches!(f.trust.identify_connection(&s, UnixTime::now()), ClientIdentity::Anonymous));
 }

@@ -1,20 +1,24 @@
 //! The trust map: for each App-ID, the roots its devices' certificates must chain to, kept in memory
-//! so that a handshake never waits on the network.
+//! so that identifying a client never waits on the network.
 //!
-//! Readers (one per handshake) take a snapshot with a single atomic load (`ArcSwap`); writers build
+//! Readers (one per connection) take a snapshot with a single atomic load (`ArcSwap`); writers build
 //! the new verifiers first, then swap in a new map under a mutex, so readers never see a half-built
 //! entry and writers never lose each other's updates. Every swap goes through `publish`, which also
-//! advances a version counter (odd while a swap is under way), so that a connection can tell whether
-//! the map changed since its handshake began ([`TrustMap::identify_connection`]).
+//! advances a version counter, so that a connection whose certificate did not verify can tell whether
+//! the map changed since it last tried ([`TrustMap::version`]).
+//!
+//! The chain is checked once per connection, after the handshake, against the map as it is then
+//! ([`TrustMap::identify_connection`]): a resumed session is checked like a new one, so a session
+//! resumed after its root was withdrawn, or after its certificate expired, gets no identity.
 //!
 //! A write copies the map's index (two pointers per App-ID; keys and verifiers are shared), which is
 //! fine for the thousands of App-IDs a CSE sees. Load many App-IDs with one `set`, not one
 //! `update_one` each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use onem2m::AppId;
@@ -23,15 +27,22 @@ use pki::Fingerprint;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{HandshakeKind, RootCertStore, ServerConnection};
+use rustls::{CertificateError, RootCertStore, ServerConnection};
 use rustls_pki_types::{CertificateDer, UnixTime};
-use tokio::sync::Notify;
 
-use super::{IdentityError, PeerIdentity};
+use super::identity::ChainFailure;
+use super::{IdentityError, PeerIdentity, UnverifiedPeer};
 
-/// At most this many distinct missing App-IDs wait for the refresher; more are dropped (the claims
-/// come from unverified certificates, so their number is the attacker's choice).
-pub const MAX_PENDING_MISSES: usize = 1024;
+/// What a connection's client certificate proved.
+#[derive(Debug, Clone)]
+pub enum ClientIdentity {
+    /// No certificate was presented.
+    Anonymous,
+    /// It verified.
+    Verified(PeerIdentity),
+    /// It was presented and did not verify.
+    Unverified(UnverifiedPeer),
+}
 
 /// Why roots could not be installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,11 +65,9 @@ struct Inner {
     provider: Arc<CryptoProvider>,
     /// Keys are shared so that copying the index for a write does not copy the App-IDs.
     entries: ArcSwap<HashMap<Arc<AppId>, Arc<AppRoots>>>,
-    /// Even when no swap is under way; advanced twice by each one.
+    /// Advanced twice by each swap.
     version: AtomicU64,
     writer: Mutex<()>,
-    misses: Mutex<HashSet<AppId>>,
-    miss_signal: Notify,
 }
 
 /// The roots of one App-ID, with their verifiers built once.
@@ -100,27 +109,40 @@ impl AppRoots {
         Ok(Self { all, each })
     }
 
-    /// Checks the chain against all of the App-ID's roots (the handshake's check).
-    pub(crate) fn verify(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        match &self.all {
-            Some(v) => v.verify_client_cert(end_entity, intermediates, now).map(|_| ()),
-            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
-        }
-    }
-
-    /// The root the chain ends in, checking it again (validity included) at `now`.
+    /// The root the chain ends in, checked (validity included) at `now`; or why it ends in none.
     fn root_of(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Option<Fingerprint> {
-        self.each.iter().find(|(_, v)| v.verify_client_cert(end_entity, intermediates, now).is_ok()).map(|(f, _)| *f)
+    ) -> Result<Fingerprint, ChainFailure> {
+        let mut first_error = None;
+        for (f, v) in &self.each {
+            match v.verify_client_cert(end_entity, intermediates, now) {
+                Ok(_) => return Ok(*f),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // With several roots, the combined verifier names the most telling failure (an expired
+        // certificate that does chain to one of them, rather than "unknown issuer" from the others).
+        let error = match (&self.all, self.each.len()) {
+            (Some(all), 2..) => all.verify_client_cert(end_entity, intermediates, now).err(),
+            _ => first_error,
+        };
+        Err(match error {
+            None => ChainFailure::WrongRoot,
+            Some(rustls::Error::InvalidCertificate(e)) => match e {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => ChainFailure::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    ChainFailure::NotYetValid
+                }
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => ChainFailure::WrongRoot,
+                other => ChainFailure::Other(format!("{other:?}")),
+            },
+            Some(other) => ChainFailure::Other(other.to_string()),
+        })
     }
 }
 
@@ -151,8 +173,6 @@ impl TrustMap {
                 entries: ArcSwap::from_pointee(HashMap::new()),
                 version: AtomicU64::new(0),
                 writer: Mutex::new(()),
-                misses: Mutex::new(HashSet::new()),
-                miss_signal: Notify::new(),
             }),
         }
     }
@@ -165,9 +185,9 @@ impl TrustMap {
     /// Replaces the whole map. All or nothing: if any root is unusable, the map is left as it was and
     /// the error names the App-ID and the root.
     ///
-    /// An App-ID with an empty list is known to have no roots: its certificates are refused without
-    /// asking the refresher for it. Do not store such entries for App-IDs the registry does not know:
-    /// the claims come from unverified certificates, and the map would grow at an attacker's will.
+    /// An App-ID with an empty list is known to have no roots: its certificates are refused. Do not
+    /// store entries for App-IDs the registry does not know: the claims come from unverified
+    /// certificates, and the map would grow at an attacker's will.
     pub fn set(&self, roots: HashMap<AppId, Vec<CertificateDer<'static>>>) -> Result<(), TrustError> {
         let mut built = HashMap::with_capacity(roots.len());
         for (app_id, certs) in roots {
@@ -189,7 +209,7 @@ impl TrustMap {
         Ok(())
     }
 
-    /// Forgets an App-ID: its certificates are refused, and asked for again. True if it was there.
+    /// Forgets an App-ID: its certificates no longer verify. True if it was there.
     pub fn remove(&self, app_id: &AppId) -> bool {
         let _w = self.inner.writer.lock();
         let current = self.inner.entries.load();
@@ -202,16 +222,14 @@ impl TrustMap {
         true
     }
 
-    /// Swaps in `map`. The caller holds the writer lock. The version is odd while the swap is under
-    /// way, so a reader that sees the same even version before and after its reads knows that no
-    /// swap happened in between.
+    /// Swaps in `map`. The caller holds the writer lock.
     fn publish(&self, map: HashMap<Arc<AppId>, Arc<AppRoots>>) {
         self.inner.version.fetch_add(1, Ordering::SeqCst);
         self.inner.entries.store(Arc::new(map));
         self.inner.version.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The map's version, to pass to [`TrustMap::identify_connection`]: read it before the handshake.
+    /// The map's version: it changes with every update.
     pub fn version(&self) -> TrustVersion {
         TrustVersion(self.inner.version.load(Ordering::SeqCst))
     }
@@ -233,94 +251,17 @@ impl TrustMap {
         self.inner.entries.load().get(app_id).map(|e| e.each.iter().map(|(f, _)| *f).collect())
     }
 
-    /// Waits until a handshake claimed an App-ID that is not in the map, then returns every such
-    /// App-ID seen since the last call (deduplicated, at most [`MAX_PENDING_MISSES`], without those
-    /// added meanwhile). Meant for one refresher task, which fetches their roots and calls
-    /// [`TrustMap::update_one`]; the refused clients retry. Cancel-safe.
-    pub async fn missed(&self) -> Vec<AppId> {
-        loop {
-            self.inner.miss_signal.notified().await;
-            let pending = std::mem::take(&mut *self.inner.misses.lock());
-            let entries = self.inner.entries.load();
-            let missing: Vec<AppId> = pending.into_iter().filter(|a| !entries.contains_key(a)).collect();
-            if !missing.is_empty() {
-                return missing;
-            }
-        }
-    }
-
-    /// The entry for a handshake; a miss is recorded for the refresher.
-    pub(crate) fn lookup(&self, app_id: &AppId) -> Option<Arc<AppRoots>> {
-        let found = self.inner.entries.load().get(app_id).cloned();
-        if found.is_none() {
-            self.record_miss(app_id);
-        }
-        found
-    }
-
-    fn record_miss(&self, app_id: &AppId) {
-        let mut misses = self.inner.misses.lock();
-        if misses.contains(app_id) {
-            return;
-        }
-        if misses.len() >= MAX_PENDING_MISSES {
-            tracing::debug!(%app_id, "too many missing App-IDs pending; not queued for a refresh");
-            return;
-        }
-        misses.insert(app_id.clone());
-        drop(misses);
-        self.inner.miss_signal.notify_one();
-    }
-
     /// Identifies the peer of a finished handshake from its certificate chain (end entity first):
     /// reads the claims and finds the root of the App-ID's current set that the chain ends in,
-    /// checking the chain again at `now`. The second check is what makes resumed sessions safe: a
-    /// session resumed after its root was removed, or after its certificate expired, gets no identity.
+    /// checking the chain at `now`.
     pub fn identify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<PeerIdentity, IdentityError> {
-        self.identify_chain(chain, now, None)
-    }
-
-    /// Identifies the client of a finished handshake, as [`TrustMap::identify`] does, but without
-    /// checking the chain a second time when that check would only repeat the handshake's: the
-    /// handshake was a full one (not resumed), the App-ID has a single root, and the map has not
-    /// changed since `before` (read before the handshake began), so the verifier checked this chain
-    /// against exactly these roots moments ago. `Ok(None)`: the client sent no certificate.
-    pub fn identify_connection(
-        &self,
-        conn: &ServerConnection,
-        before: TrustVersion,
-        now: UnixTime,
-    ) -> Result<Option<PeerIdentity>, IdentityError> {
-        let Some(chain) = conn.peer_certificates().filter(|c| !c.is_empty()) else {
-            return Ok(None);
-        };
-        let full =
-            matches!(conn.handshake_kind(), Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest));
-        self.identify_chain(chain, now, full.then_some(before)).map(Some)
-    }
-
-    /// `verified_since`: the chain passed the verifier after the map had this version.
-    fn identify_chain(
-        &self,
-        chain: &[CertificateDer<'_>],
-        now: UnixTime,
-        verified_since: Option<TrustVersion>,
-    ) -> Result<PeerIdentity, IdentityError> {
         let (leaf, intermediates) = chain.split_first().ok_or(IdentityError::NoCertificate)?;
         let claims = pki::san::claims(leaf)?;
         let entries = self.inner.entries.load();
         let entry = entries.get(&claims.app_id).ok_or_else(|| IdentityError::UnknownAppId(claims.app_id.clone()))?;
-        // Orders the map read above before the version read below: an unchanged, even version means
-        // no swap happened between the handshake's verification and this read.
-        fence(Ordering::SeqCst);
-        let unchanged =
-            verified_since.is_some_and(|v| v.0 % 2 == 0 && self.inner.version.load(Ordering::SeqCst) == v.0);
-        let root = match entry.each.as_slice() {
-            [(only, _)] if unchanged => *only,
-            _ => entry
-                .root_of(leaf, intermediates, now)
-                .ok_or_else(|| IdentityError::NotTrusted(claims.app_id.clone()))?,
-        };
+        let root = entry
+            .root_of(leaf, intermediates, now)
+            .map_err(|failure| IdentityError::NotTrusted { app_id: claims.app_id.clone(), failure })?;
         Ok(PeerIdentity {
             app_id: claims.app_id,
             ae_id_uri: claims.ae_id_uri,
@@ -328,6 +269,35 @@ impl TrustMap {
             cert_sha256: Fingerprint::of(leaf),
             root_sha256: root,
         })
+    }
+
+    /// Identifies the client of a finished handshake (full or resumed) against the map as it is now.
+    /// A certificate that does not verify still gives a result: the chain, its claims and why.
+    pub fn identify_connection(&self, conn: &ServerConnection, now: UnixTime) -> ClientIdentity {
+        let Some(chain) = conn.peer_certificates().filter(|c| !c.is_empty()) else {
+            return ClientIdentity::Anonymous;
+        };
+        self.identify_presented(chain, now)
+    }
+
+    /// [`TrustMap::identify`] of a presented chain, keeping what it claims when it does not verify.
+    pub fn identify_presented(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> ClientIdentity {
+        if chain.is_empty() {
+            return ClientIdentity::Anonymous;
+        }
+        match self.identify(chain, now) {
+            Ok(id) => ClientIdentity::Verified(id),
+            Err(error) => {
+                let claims = pki::san::claims(&chain[0]).ok();
+                ClientIdentity::Unverified(UnverifiedPeer {
+                    chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+                    app_id: claims.as_ref().map(|c| c.app_id.clone()),
+                    ae_id_uri: claims.and_then(|c| c.ae_id_uri),
+                    cert_sha256: Fingerprint::of(&chain[0]),
+                    error,
+                })
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The client-certificate verifier: per-App-ID roots, chosen by the certificate's own claim.
+//! The client-certificate verifier of the handshake.
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -7,14 +7,15 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::TrustMap;
 
-/// Reads the App-ID claimed in the client certificate's SAN, takes that App-ID's roots from the
-/// [`TrustMap`] and lets a `WebPkiClientVerifier` built for exactly those roots check the chain
-/// (signatures, validity at `now`, clientAuth usage). Trusting the unverified claim to pick the roots
-/// is safe: a certificate that claims App-ID A verifies only if it chains to one of A's roots.
+/// Asks for a client certificate and lets rustls check that the client holds its key (the
+/// CertificateVerify signature), but does not judge the chain: that is done once the handshake is
+/// over, against the trust map ([`TrustMap::identify_connection`]), so that a certificate from a
+/// wrong root, an expired one or one of an App-ID the map does not know yet gets a oneM2M answer
+/// with its reason (4106) and a decision-log entry instead of a bare TLS alert. The handshake never
+/// waits on the network and never advertises CA names.
 ///
-/// Refused: a certificate without exactly one well-formed App-ID SAN (`access_denied`), an App-ID not
-/// in the map (`unknown_ca`; the map records the miss for its refresher), and any chain failure,
-/// such as another App-ID's root or an expired certificate.
+/// Refused here: only a certificate that is not a well-formed X.509 certificate (nothing could be
+/// said about it later either).
 #[derive(Debug)]
 pub(crate) struct AppIdClientVerifier {
     pub(crate) trust: TrustMap,
@@ -38,24 +39,13 @@ impl ClientCertVerifier for AppIdClientVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let claims = pki::san::claims(end_entity).map_err(|e| {
-            tracing::debug!(error = %e, "client certificate refused: no usable App-ID claim");
-            Error::InvalidCertificate(match e {
-                pki::san::SanError::BadCertificate => CertificateError::BadEncoding,
-                _ => CertificateError::ApplicationVerificationFailure,
-            })
-        })?;
-        let Some(roots) = self.trust.lookup(&claims.app_id) else {
-            tracing::debug!(app_id = %claims.app_id, "client certificate refused: App-ID not in the trust map");
-            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
-        };
-        roots.verify(end_entity, intermediates, now).map_err(|e| {
-            tracing::debug!(app_id = %claims.app_id, error = %e, "client certificate refused");
-            e
-        })?;
+        if let Err(pki::san::SanError::BadCertificate) = pki::san::claims(end_entity) {
+            tracing::debug!("client certificate refused: not a well-formed certificate");
+            return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
+        }
         Ok(ClientCertVerified::assertion())
     }
 

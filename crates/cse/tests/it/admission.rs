@@ -110,11 +110,13 @@ struct Setup {
     pre: Vec<Value>,
     /// Put a fault-injecting proxy between the CSE and the registry.
     proxy: bool,
+    /// Give the CSE a token the registry does not know.
+    bad_token: bool,
 }
 
 impl Setup {
     fn new(policy: &str) -> Self {
-        Self { policy: policy.to_owned(), pre: Vec::new(), proxy: false }
+        Self { policy: policy.to_owned(), pre: Vec::new(), proxy: false, bad_token: false }
     }
 
     fn pre(mut self, profiles: Vec<Value>) -> Self {
@@ -124,6 +126,11 @@ impl Setup {
 
     fn proxy(mut self) -> Self {
         self.proxy = true;
+        self
+    }
+
+    fn bad_token(mut self) -> Self {
+        self.bad_token = true;
         self
     }
 }
@@ -150,7 +157,11 @@ impl Env {
         for p in &setup.pre {
             admin.create_json(Bytes::from(p.to_string())).await.unwrap();
         }
-        let token = admin.mint_token(Role::Read).await.unwrap().token;
+        let token = if setup.bad_token {
+            "not-a-token-of-this-registry".to_owned()
+        } else {
+            admin.mint_token(Role::Read).await.unwrap().token
+        };
         let proxy = if setup.proxy { Some(Proxy::start(&registry.url).await) } else { None };
         let url = proxy.as_ref().map_or_else(|| registry.url.clone(), Proxy::url);
         // The CSE follows the feed from here: later changes reach it, earlier ones are not replayed.
@@ -179,6 +190,17 @@ impl Env {
         Env { registry, admin, proxy, cse, server, http }
     }
 
+    /// Stops the CSE, revokes `app_id` at the registry while it is down, and starts it again.
+    async fn restart_revoking(self, app_id: &AppId) -> Self {
+        let Env { registry, admin, proxy, cse, server, http } = self;
+        let cse = cse
+            .restart_after(async {
+                admin.set_status(app_id, Status::Revoked, "while down").await.unwrap();
+            })
+            .await;
+        Env { registry, admin, proxy, cse, server, http }
+    }
+
     fn admission(&self) -> &Arc<Admission> {
         self.cse.service.cse.admission().expect("admission is on")
     }
@@ -191,19 +213,10 @@ impl Env {
         self.cse.https_url.as_deref().expect("HTTPS")
     }
 
-    /// Registers a profile at the registry. For an x509 profile, waits until the CSE's trust map
-    /// has its roots (the change feed brings them), so that its devices can connect.
+    /// Registers a profile at the registry. Nothing waits for the CSE to hear of it: an App-ID it
+    /// does not know yet is looked up (and its roots learned) at its first registration.
     async fn create(&self, profile: Value) -> AppId {
-        let record = self.admin.create_json(Bytes::from(profile.to_string())).await.unwrap();
-        if profile["authentication"]["method"] == "x509" && record.status == Status::Active {
-            let trust = &self.cse.service.trust;
-            assert!(
-                eventually(DEADLINE, async || trust.contains(&record.app_id)).await,
-                "the trust map learns the roots of {}",
-                record.app_id
-            );
-        }
-        record.app_id
+        self.admin.create_json(Bytes::from(profile.to_string())).await.unwrap().app_id
     }
 
     async fn plain(&self, req: &Req) -> Reply {
@@ -301,66 +314,7 @@ impl Want {
     }
 }
 
-// --- 1. the decision matrix ---
-
-/// How a row's registration travels.
-#[derive(Debug, Clone, Copy)]
-enum Via {
-    Plain,
-    /// Mutual TLS with the device identity at this index.
-    Tls(usize),
-}
-
-/// What a row's device gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Rsc(u16),
-    /// The TLS handshake fails: no oneM2M response at all.
-    TlsRefused,
-}
-
-struct Row {
-    name: &'static str,
-    via: Via,
-    from: &'static str,
-    api: &'static str,
-    want: Outcome,
-    /// `None`: nothing may be recorded (the request never reached admission).
-    decision: Option<Want>,
-}
-
-fn plain(name: &'static str, from: &'static str, api: &'static str) -> Row {
-    Row { name, via: Via::Plain, from, api, want: Outcome::Rsc(0), decision: None }
-}
-
-fn tls(name: &'static str, device: usize, from: &'static str, api: &'static str) -> Row {
-    Row { via: Via::Tls(device), ..plain(name, from, api) }
-}
-
-impl Row {
-    fn admitted(mut self) -> Self {
-        self.want = Outcome::Rsc(2001);
-        self.decision = Some(admitted("admitted"));
-        self
-    }
-
-    fn rejected(mut self, rsc: u16, reason: &'static str) -> Self {
-        self.want = Outcome::Rsc(rsc);
-        self.decision = Some(rejected(rsc, reason));
-        self
-    }
-
-    fn by_rule(mut self, rule: &'static str) -> Self {
-        self.decision = self.decision.map(|d| d.rule(rule));
-        self
-    }
-
-    fn tls_refused(mut self) -> Self {
-        self.want = Outcome::TlsRefused;
-        self.decision = None;
-        self
-    }
-}
+// --- 1. the decision matrix: one test per reason ---
 
 const X509_APP: &str = "Racme01.com.acme.thermostat";
 const NONE_APP: &str = "Racme02.com.acme.plug";
@@ -372,99 +326,255 @@ const GRID_APP: &str = "Racme07.com.acme.grid";
 const PSK_APP: &str = "Racme08.com.acme.psk";
 const UNKNOWN_APP: &str = "Rnobody01.org.none.app";
 
-#[tokio::test]
-async fn every_admission_decision_has_its_code_and_its_log_entry() {
-    use Outcome::*;
-    use Via::*;
+/// The device a row presents over mutual TLS.
+#[derive(Debug, Clone, Copy)]
+enum Dev {
+    /// Acme's device for the x509 App-ID.
+    Good,
+    /// Signed by Beta's root.
+    WrongRoot,
+    Expired,
+    /// Carries this absolute AE-ID.
+    AeId(&'static str),
+    /// Claims an App-ID that is not registered, under a root nobody knows.
+    UnknownApp,
+    /// Claims no App-ID at all.
+    NoAppId,
+}
+
+/// How a row's registration travels.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Plain,
+    Tls(Dev),
+}
+
+/// The environment of the matrix: every profile a row may need, registered after the CSE started
+/// (the CSE has not looked any of them up; its trust map knows none of their roots).
+struct Matrix {
+    env: Env,
+    acme: Root,
+    beta: Root,
+}
+
+async fn matrix() -> Matrix {
     let env = Env::start(ENFORCE).await;
     let (acme, beta) = (vendor_root("Acme"), vendor_root("Beta"));
     env.create(x509(X509_APP, &[&acme])).await;
     env.create(profile(NONE_APP)).await;
     env.create(with(profile(SUSP_APP), "/status", json!("suspended"))).await;
-    // Created revoked: a later status change would race with the change feed that the CSE follows.
     env.create(with(profile(GONE_APP), "/status", json!("revoked"))).await;
     let denied = json!({"denied": ["Cdenied0001", "S-stolen-*", "/id-in/Cdenied0002"]});
     env.create(with(profile(DENY_APP), "/devices", denied)).await;
     env.create(with(profile(MQTT_APP), "/communications/bindings", json!(["mqtt"]))).await;
     env.create(with(profile(GRID_APP), "/application/class", json!("critical-infrastructure"))).await;
     env.create(with(profile(PSK_APP), "/authentication/method", json!("psk"))).await;
+    Matrix { env, acme, beta }
+}
 
-    let ids: Vec<Identity> = vec![
-        device(&acme, X509_APP),                                                 // 0: the good device
-        device(&beta, X509_APP),                                                 // 1: wrong root
-        expired_device(&acme, X509_APP),                                         // 2: expired
-        device_with_ae_id(&acme, X509_APP, "//acme.example.com/Sdev0001"),       // 3: carries its AE-ID
-        device_with_ae_id(&acme, X509_APP, "//acme.example.com/id-in/Cdev0002"), // 4: a C-stem AE-ID
-        device_with_ae_id(&acme, X509_APP, "//other.example.com/Sdev0003"),      // 5: another SP's AE-ID
-    ];
-    let rows = vec![
-        tls("x509 over mutual TLS", 0, "C", X509_APP).admitted(),
-        plain("method none over plain HTTP", "C", NONE_APP).admitted(),
-        plain("a non-registered App-ID", "C", "Nsome.app").rejected(4126, "unregistered"),
-        plain("an unknown App-ID", "C", UNKNOWN_APP).rejected(4126, "unknown_app_id"),
-        plain("a suspended App-ID", "C", SUSP_APP).rejected(4126, "suspended"),
-        plain("a revoked App-ID", "C", GONE_APP).rejected(4126, "revoked"),
-        plain("a denied AE-ID", "Cdenied0001", DENY_APP).rejected(4126, "device_denied"),
-        plain("a denied pattern", "S-stolen-7", DENY_APP).rejected(4126, "device_denied"),
-        plain("a denied SP-relative AE-ID", "Cdenied0002", DENY_APP).rejected(4126, "device_denied"),
-        plain("a device not on the deny list", "Cfine0001", DENY_APP).admitted(),
-        plain("x509 without a security association", "C", X509_APP).rejected(4107, "sa_required"),
-        tls("a certificate under another root", 1, "C", X509_APP).tls_refused(),
-        tls("an expired certificate", 2, "C", X509_APP).tls_refused(),
-        tls("the certificate's App-ID is not api", 0, "C", NONE_APP).rejected(4106, "claim_mismatch"),
-        tls("the certificate's AE-ID is not From", 3, "Sdev0009", X509_APP).rejected(4106, "claim_mismatch"),
-        tls("the certificate's AE-ID is a C-stem", 4, "S", X509_APP).rejected(4106, "claim_mismatch"),
-        tls("the certificate's AE-ID is another SP's", 5, "C", X509_APP).rejected(4106, "claim_mismatch"),
-        tls("the certificate's AE-ID gives the stem", 3, "S", X509_APP).admitted(),
-        tls("a device certificate may serve another AE of its App-ID", 0, "C", X509_APP).admitted(),
-        plain("a binding the profile does not list", "C", MQTT_APP).rejected(4126, "binding_not_allowed"),
-        plain("a policy rule", "C", GRID_APP).rejected(4126, "rule").by_rule("critical infrastructure needs a TPM"),
-        plain("psk", "C", PSK_APP).rejected(4126, "method_unsupported"),
-    ];
-
-    for (i, r) in rows.iter().enumerate() {
-        let seq = env.last_seq().await;
-        let req = register(r.from, &format!("m{i}"), r.api);
-        let got = match r.via {
-            Plain => Ok(env.plain(&req).await),
-            Tls(d) => env.tls(&req, Some(&ids[d])).await,
-        };
-        let outcome = match &got {
-            Ok(reply) => Rsc(reply.rsc),
-            Err(e) if !e.is_timeout() => TlsRefused,
-            Err(e) => panic!("{}: {e}", r.name),
-        };
-        assert_eq!(outcome, r.want, "{}: {got:?}", r.name);
-        match &r.decision {
-            None => assert!(env.decisions_since(seq).await.is_empty(), "{}: nothing is recorded", r.name),
-            Some(want) => {
-                let d = env.one_decision(seq, &want.clone().app(r.api)).await;
-                let reply = got.unwrap();
-                if reply.rsc == 2001 {
-                    assert_eq!(d.ae_id, reply.str_at("/m2m:ae/aei"), "{}", r.name);
-                    assert_eq!(d.profile_version, Some(1), "{}", r.name);
-                } else {
-                    // The device learns why, in m2m:dbg.
-                    assert!(!reply.str_at("/m2m:dbg").is_empty(), "{}: {}", r.name, reply.body);
-                }
-            }
+impl Matrix {
+    fn identity(&self, dev: Dev) -> Identity {
+        match dev {
+            Dev::Good => device(&self.acme, X509_APP),
+            Dev::WrongRoot => device(&self.beta, X509_APP),
+            Dev::Expired => expired_device(&self.acme, X509_APP),
+            Dev::AeId(ae) => device_with_ae_id(&self.acme, X509_APP, ae),
+            Dev::UnknownApp => device(&vendor_root("Nobody"), UNKNOWN_APP),
+            Dev::NoAppId => testkit::pki::device_without_app_id(&self.acme),
         }
     }
-    // The AE-ID in the certificate became the AE's stem.
-    let i = rows.iter().position(|r| r.name == "the certificate's AE-ID gives the stem").unwrap();
-    assert_eq!(env.plain(&as_admin(Req::get(&format!("/cse-in/m{i}"), ADMIN))).await.str_at("/m2m:ae/aei"), "Sdev0001");
 
-    // The same log through the admin API, filtered; the token is required.
+    /// Sends the registration; checks the RSC, the reason in `m2m:dbg` or the new AE, and the one
+    /// decision-log entry it made. Returns the reply.
+    async fn row(&self, via: Via, from: &str, rn: &str, api: &str, want: Want) -> Reply {
+        let env = &self.env;
+        let seq = env.last_seq().await;
+        let req = register(from, rn, api);
+        let reply = match via {
+            Via::Plain => env.plain(&req).await,
+            Via::Tls(dev) => {
+                env.tls(&req, Some(&self.identity(dev))).await.expect("a oneM2M answer, not a TLS refusal")
+            }
+        };
+        assert_eq!(reply.rsc, want.rsc, "{}", reply.body);
+        let d = env.one_decision(seq, &want).await;
+        if want.outcome == "admitted" {
+            assert_eq!(d.ae_id, reply.str_at("/m2m:ae/aei"));
+        } else {
+            assert!(!reply.str_at("/m2m:dbg").is_empty(), "the device learns why: {}", reply.body);
+            assert_eq!(d.message, reply.str_at("/m2m:dbg"), "the log says what the device was told");
+        }
+        reply
+    }
+}
+
+/// One test per row of the matrix: `decision!(name, via, from, api, want)`.
+macro_rules! decision {
+    ($name:ident, $via:expr, $from:expr, $api:expr, $want:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let m = matrix().await;
+            m.row($via, $from, "m", $api, $want.app($api)).await;
+        }
+    };
+}
+
+decision!(matrix_x509_over_mutual_tls, Via::Tls(Dev::Good), "C", X509_APP, admitted("admitted"));
+decision!(matrix_method_none_over_plain_http, Via::Plain, "C", NONE_APP, admitted("admitted"));
+decision!(matrix_non_registered_app_id, Via::Plain, "C", "Nsome.app", rejected(4126, "unregistered"));
+decision!(matrix_unknown_app_id, Via::Plain, "C", UNKNOWN_APP, rejected(4126, "unknown_app_id"));
+decision!(matrix_suspended_app_id, Via::Plain, "C", SUSP_APP, rejected(4126, "suspended"));
+decision!(matrix_revoked_app_id, Via::Plain, "C", GONE_APP, rejected(4126, "revoked"));
+decision!(matrix_denied_ae_id, Via::Plain, "Cdenied0001", DENY_APP, rejected(4126, "device_denied"));
+decision!(matrix_denied_pattern, Via::Plain, "S-stolen-7", DENY_APP, rejected(4126, "device_denied"));
+decision!(matrix_denied_sp_relative_ae_id, Via::Plain, "Cdenied0002", DENY_APP, rejected(4126, "device_denied"));
+decision!(matrix_device_not_on_the_deny_list, Via::Plain, "Cfine0001", DENY_APP, admitted("admitted"));
+decision!(matrix_x509_without_a_security_association, Via::Plain, "C", X509_APP, rejected(4107, "sa_required"));
+decision!(matrix_certificate_under_another_root, Via::Tls(Dev::WrongRoot), "C", X509_APP, rejected(4106, "wrong_root"));
+decision!(matrix_expired_certificate, Via::Tls(Dev::Expired), "C", X509_APP, rejected(4106, "expired"));
+decision!(matrix_certificate_without_app_id, Via::Tls(Dev::NoAppId), "C", NONE_APP, rejected(4106, "no_app_id"));
+decision!(
+    matrix_certificate_of_an_unregistered_app_id,
+    Via::Tls(Dev::UnknownApp),
+    "C",
+    UNKNOWN_APP,
+    rejected(4126, "unknown_app_id")
+);
+decision!(
+    matrix_certificate_for_a_method_none_app_id,
+    Via::Tls(Dev::Good),
+    "C",
+    NONE_APP,
+    rejected(4106, "claim_mismatch")
+);
+decision!(
+    matrix_certificate_ae_id_is_not_from,
+    Via::Tls(Dev::AeId("//acme.example.com/Sdev0001")),
+    "Sdev0009",
+    X509_APP,
+    rejected(4106, "claim_mismatch")
+);
+decision!(
+    matrix_certificate_ae_id_is_a_c_stem,
+    Via::Tls(Dev::AeId("//acme.example.com/id-in/Cdev0002")),
+    "S",
+    X509_APP,
+    rejected(4106, "claim_mismatch")
+);
+decision!(
+    matrix_certificate_ae_id_of_another_sp,
+    Via::Tls(Dev::AeId("//other.example.com/Sdev0003")),
+    "C",
+    X509_APP,
+    rejected(4106, "claim_mismatch")
+);
+decision!(matrix_binding_not_listed, Via::Plain, "C", MQTT_APP, rejected(4126, "binding_not_allowed"));
+decision!(
+    matrix_policy_rule,
+    Via::Plain,
+    "C",
+    GRID_APP,
+    rejected(4126, "rule").rule("critical infrastructure needs a TPM")
+);
+decision!(matrix_unsupported_method, Via::Plain, "C", PSK_APP, rejected(4126, "method_unsupported"));
+decision!(matrix_api_not_an_app_id, Via::Plain, "C", "not an app id", rejected(4000, "bad_api"));
+decision!(matrix_cse_id_originator, Via::Plain, "/id-other", NONE_APP, rejected(4107, "cse_originator"));
+decision!(
+    matrix_ae_id_of_another_cse,
+    Via::Plain,
+    "//other.example.com/id-x/Cforeign1",
+    NONE_APP,
+    rejected(4107, "foreign_ae_id")
+);
+
+#[tokio::test]
+async fn matrix_certificate_ae_id_gives_the_stem() {
+    let m = matrix().await;
+    let want = admitted("admitted").app(X509_APP);
+    let r = m.row(Via::Tls(Dev::AeId("//acme.example.com/Sdev0001")), "S", "m", X509_APP, want).await;
+    assert_eq!(r.str_at("/m2m:ae/aei"), "Sdev0001");
+}
+
+#[tokio::test]
+async fn matrix_an_ae_id_registered_already_even_from_another_credential() {
+    let m = matrix().await;
+    let r = m.row(Via::Tls(Dev::Good), "C", "first", X509_APP, admitted("admitted").app(X509_APP)).await;
+    let aei = r.str_at("/m2m:ae/aei");
+    // The same AE-ID again: over plain HTTP, and with another device's certificate.
+    let want = rejected(4117, "already_registered").app(NONE_APP);
+    m.row(Via::Plain, &aei, "again", NONE_APP, want).await;
+    let want = rejected(4117, "already_registered").app(X509_APP);
+    m.row(Via::Tls(Dev::Good), &aei, "again2", X509_APP, want).await;
+}
+
+#[tokio::test]
+async fn matrix_invalid_attributes() {
+    let m = matrix().await;
+    let seq = m.env.last_seq().await;
+    let bad =
+        Req::create("/cse-in", "C", 2, json!({"m2m:ae": {"rn": "b", "api": NONE_APP, "rr": false, "srv": ["99"]}}));
+    assert_eq!(m.env.plain(&bad).await.rsc, 4000);
+    m.env.one_decision(seq, &rejected(4000, "bad_request").app(NONE_APP)).await;
+}
+
+#[tokio::test]
+async fn a_device_certificate_may_serve_another_ae_of_its_app_id() {
+    let m = matrix().await;
+    let dev = m.identity(Dev::Good);
+    let client = m.env.tls_client(Some(&dev));
+    for rn in ["one", "two"] {
+        let r = register("C", rn, X509_APP).send(&client, m.env.https()).await;
+        assert_eq!(r.rsc, 2001, "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn the_decision_log_through_the_admin_api_is_filtered_and_needs_the_token() {
+    let m = matrix().await;
+    m.row(Via::Plain, "C", "a", X509_APP, rejected(4107, "sa_required").app(X509_APP)).await;
+    m.row(Via::Tls(Dev::WrongRoot), "C", "b", X509_APP, rejected(4106, "wrong_root").app(X509_APP)).await;
+    m.row(Via::Plain, "C", "c", NONE_APP, admitted("admitted").app(NONE_APP)).await;
+    let env = &m.env;
     let url = format!("{}/admin/decisions?outcome=rejected&appId={X509_APP}", env.cse.url);
     let listed: Value = env.http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
     let reasons: Vec<&str> =
         listed["decisions"].as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["claim_mismatch"; 3].into_iter().chain(["sa_required"]).collect::<Vec<_>>());
+    assert_eq!(reasons, ["wrong_root", "sa_required"]);
     assert_eq!(env.http.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(env.http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
-    // Decisions are counted in the metrics too.
-    let counted = env.metric("warden_admission_decisions_total", &[("reason", "method_unsupported")]).await;
+    let counted = env.metric("warden_admission_decisions_total", &[("reason", "wrong_root")]).await;
     assert!(counted >= 1.0, "{counted}");
+}
+
+#[tokio::test]
+async fn the_first_mutual_tls_registration_of_an_app_id_never_seen_succeeds_at_once() {
+    // Registered before the CSE starts: the feed it follows starts after it, and nothing has
+    // taught the trust map its roots.
+    let acme = vendor_root("Acme");
+    let env = Env::with(Setup::new(ENFORCE).pre(vec![x509(X509_APP, &[&acme])])).await;
+    assert!(!env.cse.service.trust.contains(&AppId::parse(X509_APP).unwrap()));
+    let client = env.tls_client(Some(&device(&acme, X509_APP)));
+    let r = register("C", "first", X509_APP).send(&client, env.https()).await;
+    assert_eq!(r.rsc, 2001, "resolved from the signed profile: {}", r.body);
+    let aei = r.str_at("/m2m:ae/aei");
+    // The same connection now carries the identity: the AE's requests pass, and it is bound.
+    let c = Req::create("/cse-in/first", &aei, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&client, env.https()).await;
+    assert_eq!(c.rsc, 2001, "{}", c.body);
+    assert_eq!(env.plain(&Req::get("/cse-in/first", &aei)).await.rsc, 4106, "bound to its certificate");
+}
+
+#[tokio::test]
+async fn requests_over_a_certificate_that_does_not_verify_are_refused_and_logged() {
+    let m = matrix().await;
+    let r = m.row(Via::Plain, "C", "p", NONE_APP, admitted("admitted").app(NONE_APP)).await;
+    let aei = r.str_at("/m2m:ae/aei");
+    let seq = m.env.last_seq().await;
+    let bad = m.identity(Dev::Expired);
+    let r = m.env.tls(&Req::get("/cse-in/p", &aei), Some(&bad)).await.unwrap();
+    assert_eq!(r.rsc, 4106, "{}", r.body);
+    assert!(r.str_at("/m2m:dbg").contains("does not verify"), "{}", r.body);
+    let d = m.env.one_decision(seq, &rejected(4106, "expired")).await;
+    assert_eq!((d.stage.as_str(), d.ae_id.as_str()), ("request", aei.as_str()));
 }
 
 #[tokio::test]
@@ -770,12 +880,14 @@ async fn on_revoke_delete_removes_the_aes() {
     let k = env.plain(&register("C", "keeper", "Racme09.com.acme.other")).await.str_at("/m2m:ae/aei");
 
     env.admin.set_status(&gone, Status::Revoked, "recalled").await.unwrap();
-    let deleted = eventually(DEADLINE, async || {
+    let t0 = Instant::now();
+    let deleted = eventually(REVOCATION_BOUND, async || {
         env.plain(&as_admin(Req::get("/cse-in/doomed", ADMIN))).await.rsc == 4004
             && env.plain(&as_admin(Req::get("/cse-in/doomed/c", ADMIN))).await.rsc == 4004
     })
     .await;
-    assert!(deleted, "the AE of the revoked App-ID and its children are deleted");
+    let took = t0.elapsed();
+    assert!(deleted && took <= REVOCATION_BOUND, "deleted within {REVOCATION_BOUND:?} (took {took:?})");
     assert!(env.admission().aes_of(&gone).is_empty());
     // The other App-ID's AE is untouched.
     assert_eq!(env.plain(&Req::get("/cse-in/keeper", &k)).await.rsc, 2000);
@@ -822,6 +934,19 @@ async fn audit_mode_records_the_rejection_and_admits_without_enforcing() {
     assert_eq!(env.plain(&off_model).await.rsc, 2001, "outside the data model");
     let after = env.metric("warden_admission_request_refusals_total", &audited).await;
     assert!(after >= before + 5.0, "what enforcing would refuse is counted: {before} -> {after}");
+    // Every check is made and counted, not only the first that fails.
+    for reason in ["payload_too_large", "data_model"] {
+        let n =
+            env.metric("warden_admission_request_refusals_total", &[("reason", reason), ("outcome", "audited")]).await;
+        assert!(n >= 1.0, "{reason} is counted in audit mode: {n}");
+    }
+    let logged = env.decisions_since(d[1].seq).await;
+    for reason in ["rate_limited", "payload_too_large", "data_model"] {
+        assert!(
+            logged.iter().any(|d| d.reason == reason && d.stage == "request" && d.mode == "audit"),
+            "{reason} is in the log: {logged:#?}"
+        );
+    }
 
     // The credential binding is audited too: a certificate bound to one AE used for another, or
     // the AE without its certificate, is noted and let through.
@@ -846,21 +971,36 @@ async fn audit_mode_records_the_rejection_and_admits_without_enforcing() {
 #[tokio::test]
 async fn concurrent_registrations_of_a_new_app_id_share_one_registry_query() {
     const N: usize = 20;
-    let env = Env::with(Setup::new(ENFORCE).pre(vec![profile(NONE_APP)]).proxy()).await;
-    let (q0, l0) = (env.admission().profiles().queries(), env.proxy().lookups());
-    let regs = (0..N).map(|i| {
-        let env = &env;
-        async move { env.plain(&register("C", &format!("crowd{i}"), NONE_APP)).await }
-    });
-    let replies = futures_util::future::join_all(regs).await;
-    for (i, r) in replies.iter().enumerate() {
+    let policy = ENFORCE
+        .replace("registry_unreachable = \"reject\"", "registry_unreachable = \"reject\"\nlookup_timeout_ms = 60000");
+    let env = Env::with(Setup::new(&policy).pre(vec![profile(NONE_APP)]).proxy()).await;
+    let profiles = env.admission().profiles().clone();
+    let (q0, j0, l0) = (profiles.queries(), profiles.joined(), env.proxy().lookups());
+    // The registry's answer is held until every registration waits for it.
+    env.proxy().set(Fault::Hold);
+    let regs: Vec<_> = (0..N)
+        .map(|i| {
+            let (req, http, url) =
+                (register("C", &format!("crowd{i}"), NONE_APP), env.http.clone(), env.cse.url.clone());
+            tokio::spawn(async move { req.send(&http, &url).await })
+        })
+        .collect();
+    assert!(env.proxy().wait_held(DEADLINE).await, "the lookup reaches the registry");
+    assert!(
+        eventually(DEADLINE, async || profiles.joined() - j0 == (N - 1) as u64).await,
+        "all the other registrations wait for the one lookup in flight"
+    );
+    assert_eq!((env.proxy().holding(), profiles.queries() - q0), (1, 1));
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    for (i, r) in futures_util::future::join_all(regs).await.into_iter().enumerate() {
+        let r = r.unwrap();
         assert_eq!(r.rsc, 2001, "registration {i}: {}", r.body);
     }
-    assert_eq!(env.admission().profiles().queries() - q0, 1, "one query for {N} registrations");
+    assert_eq!(profiles.queries() - q0, 1, "one query for {N} registrations");
     assert_eq!(env.proxy().lookups() - l0, 1, "one lookup reached the registry");
     // Within the TTL, the next registration asks nobody.
     assert_eq!(env.plain(&register("C", "late", NONE_APP)).await.rsc, 2001);
-    assert_eq!(env.admission().profiles().queries() - q0, 1);
     assert_eq!(env.proxy().lookups() - l0, 1);
     let admitted = env.decisions().await.iter().filter(|d| d.outcome == "admitted").count();
     assert_eq!(admitted, N + 1);
@@ -1043,4 +1183,152 @@ async fn a_pending_lookup_delays_nobody_else() {
     env.proxy().release();
     let r = tokio::time::timeout(DEADLINE, slow).await.unwrap().unwrap();
     assert_eq!(r.rsc, 2001, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_slow_registry_with_cached_uses_the_stale_record_or_refuses() {
+    let (env, bystander) = behind_proxy("cached", 300).await;
+    env.proxy().set(Fault::Hold);
+    let seq = env.last_seq().await;
+    let r = env.plain(&register("C", "slow-new", NEW_APP)).await;
+    assert_eq!(r.rsc, 5107, "never looked up: {}", r.body);
+    let d = env.one_decision(seq, &rejected(5107, "registry_unreachable").app(NEW_APP)).await;
+    assert!(d.message.contains("did not answer in time"), "{}", d.message);
+    let seq = env.last_seq().await;
+    let r = env.plain(&register("C", "slow-known", NONE_APP)).await;
+    assert_eq!(r.rsc, 2001, "looked up before: {}", r.body);
+    env.one_decision(seq, &admitted("admitted_cached").app(NONE_APP)).await;
+    unaffected(&env, &bystander).await;
+    env.proxy().release();
+}
+
+#[tokio::test]
+async fn a_refused_token_is_a_configuration_error_not_an_untrusted_answer() {
+    let env = Env::with(Setup::new(ENFORCE).pre(vec![profile(NONE_APP)]).bad_token()).await;
+    for rn in ["one", "two"] {
+        let seq = env.last_seq().await;
+        let r = env.plain(&register("C", rn, NONE_APP)).await;
+        assert_eq!(r.rsc, 5107, "{}", r.body);
+        let d = env.one_decision(seq, &rejected(5107, "registry_auth").app(NONE_APP)).await;
+        assert!(d.message.contains("token"), "{}", d.message);
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_while_the_cse_is_down_is_applied_before_it_serves() {
+    let env = Env::start(ENFORCE).await;
+    let app = env.create(profile(NONE_APP)).await;
+    let kept = env.create(profile("Racme09.com.acme.other")).await;
+    let a = env.plain(&register("C", "a", NONE_APP)).await.str_at("/m2m:ae/aei");
+    let k = env.plain(&register("C", "k", kept.as_str())).await.str_at("/m2m:ae/aei");
+    assert_eq!(env.plain(&Req::get("/cse-in/a", &a)).await.rsc, 2000);
+    let env = env.restart_revoking(&app).await;
+    // The very first request after the restart is refused.
+    let r = env.plain(&Req::get("/cse-in/a", &a)).await;
+    assert_eq!(r.rsc, 4126, "{}", r.body);
+    assert!(r.str_at("/m2m:dbg").contains("revoked"), "{}", r.body);
+    assert_eq!(env.plain(&Req::get("/cse-in/k", &k)).await.rsc, 2000, "the other App-ID's AE is served");
+    // Both were restored; the feed's position was kept.
+    assert!(env.admission().profiles().caught_up());
+}
+
+#[tokio::test]
+async fn an_ae_cannot_widen_who_reads_its_data() {
+    let env = Env::start("[admission]\nunregistered = \"admit\"").await;
+    env.create(with(profile(NONE_APP), "/dataPrivacy/allowedRecipients", json!(["Cehr*"]))).await;
+    let r = env.plain(&register("C", "owner", NONE_APP)).await;
+    let aei = r.str_at("/m2m:ae/aei");
+    // The AE makes a policy that lets everyone do everything, and puts it everywhere it can.
+    let open = json!({"m2m:acp": {"rn": "open", "pv": {"acr": [{"acor": ["all"], "acop": 63}]},
+                                  "pvs": {"acr": [{"acor": [aei], "acop": 63}]}}});
+    let acp = env.plain(&Req::create("/cse-in/owner", &aei, 1, open)).await;
+    assert_eq!(acp.rsc, 2001, "{}", acp.body);
+    let open_ri = acp.str_at("/m2m:acp/ri");
+    let c =
+        env.plain(&Req::create("/cse-in/owner", &aei, 3, json!({"m2m:cnt": {"rn": "data", "acpi": [open_ri]}}))).await;
+    assert_eq!(c.rsc, 2001, "{}", c.body);
+    let w = env.plain(&Req::create("/cse-in/owner/data", &aei, 4, cin("text/plain:0", "secret"))).await;
+    assert_eq!(w.rsc, 2001, "{}", w.body);
+    let u = env.plain(&Req::update("/cse-in/owner", &aei, json!({"m2m:ae": {"acpi": [open_ri]}}))).await;
+    assert_eq!(u.rsc, 2004, "{}", u.body);
+    let stranger = env.plain(&register("Cstranger01", "stranger", "Nsome.app")).await;
+    assert_eq!(stranger.rsc, 2001);
+    let reader = env.plain(&register("Cehr0001", "reader", "Nehr.viewer")).await;
+    assert_eq!(reader.rsc, 2001);
+    for path in ["/cse-in/owner", "/cse-in/owner/data", "/cse-in/owner/data/la"] {
+        let r = env.plain(&Req::get(path, "Cstranger01")).await;
+        assert_eq!(r.rsc, 4103, "a stranger reads {path}: {}", r.body);
+        assert_eq!(env.plain(&Req::get(path, "Cehr0001")).await.rsc, 2000, "an allowed recipient reads {path}");
+        assert_eq!(env.plain(&Req::get(path, &aei)).await.rsc, 2000, "the AE reads {path}");
+    }
+    // Discovery hides them from the stranger too, and a subscription needs the read privilege.
+    let found = env.plain(&Req::get("/cse-in/owner?fu=1&rcn=4", "Cstranger01")).await;
+    assert!(found.at("/m2m:uril").as_array().is_none_or(|l| l.is_empty()), "{}", found.body);
+    let sub = json!({"m2m:sub": {"rn": "spy", "nu": ["http://127.0.0.1:9/x"], "nct": 1}});
+    let s = env.plain(&Req::create("/cse-in/owner/data", "Cstranger01", 23, sub)).await;
+    assert_ne!(s.rsc, 2001, "{}", s.body);
+    // The AE may still restrict: a container whose policy names only itself is closed to the reader.
+    let mine = json!({"m2m:acp": {"rn": "mine", "pv": {"acr": [{"acor": [aei], "acop": 63}]},
+                                  "pvs": {"acr": [{"acor": [aei], "acop": 63}]}}});
+    let mine = env.plain(&Req::create("/cse-in/owner", &aei, 1, mine)).await.str_at("/m2m:acp/ri");
+    let c =
+        env.plain(&Req::create("/cse-in/owner", &aei, 3, json!({"m2m:cnt": {"rn": "diary", "acpi": [mine]}}))).await;
+    assert_eq!(c.rsc, 2001, "{}", c.body);
+    assert_eq!(env.plain(&Req::get("/cse-in/owner/diary", "Cehr0001")).await.rsc, 4103);
+}
+
+#[tokio::test]
+async fn aes_admitted_while_the_registry_was_unreachable_are_checked_when_it_answers() {
+    let policy = "[admission]\nregistry_unreachable = \"admit\"\nlookup_timeout_ms = 300\nreverify_seconds = 1\n\
+                  [[admission.rule]]\nname = \"critical infrastructure needs a TPM\"\n\
+                  when = { class = \"critical-infrastructure\" }\nrequire = { keyStorage = [\"tpm\"] }\n";
+    let small = with(profile(NONE_APP), "/communications/maxPayloadBytes", json!(300));
+    let grid = with(profile(GRID_APP), "/application/class", json!("critical-infrastructure"));
+    let env = Env::with(Setup::new(policy).pre(vec![small, grid]).proxy()).await;
+    env.proxy().set(Fault::Hold);
+    let mut aes = Vec::new();
+    for (rn, api) in [("small", NONE_APP), ("grid", GRID_APP)] {
+        let seq = env.last_seq().await;
+        let r = env.plain(&register("C", rn, api)).await;
+        assert_eq!(r.rsc, 2001, "{}", r.body);
+        env.one_decision(seq, &admitted("admitted_unverified").app(api)).await;
+        aes.push(r.str_at("/m2m:ae/aei"));
+    }
+    let big = Req::create("/cse-in/small", &aes[0], 3, json!({"m2m:cnt": {"rn": "c", "lbl": ["x".repeat(400)]}}));
+    assert_eq!(env.plain(&big).await.rsc, 2001, "no profile, no limits yet");
+    // The registry answers again.
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    let grid_get = Req::get("/cse-in/grid", &aes[1]);
+    assert!(eventually(DEADLINE, async || env.plain(&grid_get).await.rsc == 4126).await, "the grid AE is refused now");
+    let r = env.plain(&grid_get).await;
+    assert!(r.str_at("/m2m:dbg").contains("critical infrastructure needs a TPM"), "{}", r.body);
+    let big = Req::create("/cse-in/small", &aes[0], 3, json!({"m2m:cnt": {"rn": "c2", "lbl": ["x".repeat(400)]}}));
+    let r = env.plain(&big).await;
+    assert_eq!(r.rsc, 4126, "the payload limit of its profile applies: {}", r.body);
+    let decisions = env.decisions().await;
+    assert!(decisions.iter().any(|d| d.ae_id == aes[0] && d.reason == "verified_later"), "{decisions:#?}");
+    assert!(decisions.iter().any(|d| d.ae_id == aes[1] && d.reason == "rule" && d.outcome == "rejected"));
+}
+
+#[tokio::test]
+async fn per_request_refusals_are_logged_and_coalesced() {
+    let env = Env::start(ENFORCE).await;
+    env.create(with(profile(NONE_APP), "/communications/maxRequestsPerMinute", json!(2))).await;
+    let aei = env.plain(&register("C", "chatty", NONE_APP)).await.str_at("/m2m:ae/aei");
+    let get = Req::get("/cse-in/chatty", &aei);
+    for _ in 0..2 {
+        assert_eq!(env.plain(&get).await.rsc, 2000);
+    }
+    let seq = env.last_seq().await;
+    for _ in 0..20 {
+        assert_eq!(env.plain(&get).await.rsc, 4126);
+    }
+    // Twenty refusals, one entry: the others are counted in the metrics and carried by the next.
+    let d = env.one_decision(seq, &rejected(4126, "rate_limited").app(NONE_APP)).await;
+    assert_eq!((d.stage.as_str(), d.count, d.ae_id.as_str()), ("request", 1, aei.as_str()));
+    let counted = env
+        .metric("warden_admission_request_refusals_total", &[("reason", "rate_limited"), ("outcome", "refused")])
+        .await;
+    assert!(counted >= 20.0, "{counted}");
 }

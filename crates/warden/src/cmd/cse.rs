@@ -416,12 +416,8 @@ fn advertised(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Binds the listeners, starts the service and serves until `stop` is cancelled. Once both
-/// listeners serve, prints `CSE ready on http://ADDR[ and https://ADDR]` (the bound addresses) on
-/// standard output.
-pub(crate) async fn serve(mut run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
-    // The metrics recorder first, so that nothing recorded from here on is lost.
-    cse::telemetry::install();
+/// Binds the listeners, starts the service and serves until `stop` is cancelled (see [`serve_on`]).
+pub(crate) async fn serve(run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
     let bind = |addr: SocketAddr| async move {
         let l =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -433,6 +429,27 @@ pub(crate) async fn serve(mut run: CseRun, stop: CancellationToken) -> anyhow::R
         Some(t) => Some(bind(t.listen).await?),
         None => None,
     };
+    serve_on(run, (plain, plain_addr), tls_listener, stop).await
+}
+
+/// A bound listener and its address.
+pub(crate) type Bound = (tokio::net::TcpListener, SocketAddr);
+
+/// Starts the service and serves on listeners bound already (the addresses in `run` are not used
+/// for binding), until `stop` is cancelled. Once both listeners serve, prints
+/// `CSE ready on http://ADDR[ and https://ADDR]` (the bound addresses) on standard output.
+pub(crate) async fn serve_on(
+    mut run: CseRun,
+    (plain, plain_addr): Bound,
+    tls_listener: Option<Bound>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    // The metrics recorder first, so that nothing recorded from here on is lost.
+    cse::telemetry::install();
+    run.listen = plain_addr;
+    if let (Some(t), Some((_, addr))) = (run.tls.as_mut(), &tls_listener) {
+        t.listen = *addr;
+    }
     let admission = run.service.admission.as_ref().map(|a| a.policy.admission.mode);
     let (cse_id, cse_name) = (run.service.cse.cse_id.clone(), run.service.cse.cse_name.clone());
     let poa = &mut run.service.cse.poa;

@@ -90,8 +90,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for d in &page.decisions {
         let version = d.profile_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         let rule = d.rule.as_deref().map(|r| format!(" [rule {r:?}]")).unwrap_or_default();
+        // Refusals of later requests (not registrations) are marked, with how many an entry stands for.
+        let stage = match (d.stage.as_str(), d.count) {
+            ("request", 1) => " [request]".to_owned(),
+            ("request", n) => format!(" [request, x{n}]"),
+            (_, 1) => String::new(),
+            (_, n) => format!(" [x{n}]"),
+        };
         println!(
-            "{:<24} {:<14} {:<34} {:>3} {:<9} {:>4}  {}: {}{rule}",
+            "{:<24} {:<14} {:<34} {:>3} {:<9} {:>4}  {}: {}{rule}{stage}",
             d.at, d.ae_id, d.app_id, version, d.outcome, d.rsc, d.reason, d.message
         );
     }

@@ -1,6 +1,11 @@
 //! `warden device run`: a real AE. It registers with the CSE (over mutual TLS when given a device
 //! certificate), creates the containers of its App-ID's profile, and sends data at the rate of its
 //! communications class until stopped.
+//!
+//! Against `warden up`, `--cse URL --app-id ID` is enough: what is not given is taken from its data
+//! directory (`--data`, default `./warden-data`): the registry's URL (`up.json`), a read token for
+//! it (`cse-registry-token`), the CA of the CSE's server certificate (`pki/server-ca/cert.pem`) and,
+//! over https, the demo device certificate of the App-ID (`pki/devices/<App-ID>/`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +15,7 @@ use appid::profile::CommClass;
 use onem2m::AppId;
 use serde_json::{Value, json};
 
-use crate::common::{RegistryClientArgs, UsageError, shutdown_signal};
+use crate::common::{UsageError, shutdown_signal};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -47,8 +52,60 @@ pub(crate) struct RunArgs {
     /// Stop after this many data sends (default: until stopped).
     #[arg(long)]
     count: Option<u64>,
-    #[command(flatten)]
-    registry: RegistryClientArgs,
+    /// The registry's base URL (default: the one `warden up` wrote in --data, else
+    /// http://127.0.0.1:7070).
+    #[arg(long, env = "WARDEN_REGISTRY_URL")]
+    registry: Option<String>,
+    /// A read token for the registry (default: the CSE's token that `warden up` keeps in --data).
+    #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The data directory of a local `warden up`, for the defaults above.
+    #[arg(long, default_value = "./warden-data")]
+    data: PathBuf,
+}
+
+impl RunArgs {
+    fn registry_url(&self) -> String {
+        if let Some(r) = &self.registry {
+            return r.clone();
+        }
+        std::fs::read_to_string(self.data.join(super::up::UP_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["registry"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "http://127.0.0.1:7070".into())
+    }
+
+    fn registry_token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(self.data.join("cse-registry-token"))
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        })
+    }
+
+    fn https(&self) -> bool {
+        self.cse.starts_with("https://")
+    }
+
+    /// The CA to trust over https: `--cacert`, or the demo server CA.
+    fn cacert(&self) -> Option<PathBuf> {
+        self.cacert.clone().or_else(|| {
+            let p = self.data.join("pki").join("server-ca").join("cert.pem");
+            (self.https() && p.exists()).then_some(p)
+        })
+    }
+
+    /// The device certificate and key: `--cert`/`--key`, or over https the demo device's.
+    fn identity(&self, app_id: &AppId) -> Option<(PathBuf, PathBuf)> {
+        if let (Some(c), Some(k)) = (&self.cert, &self.key) {
+            return Some((c.clone(), k.clone()));
+        }
+        let dir = pki::PkiDir::new(self.data.join("pki")).devices_dir().join(pki::PkiDir::device_name(app_id, None));
+        (self.https() && dir.join("cert.pem").exists() && dir.join("key.pem").exists())
+            .then(|| (dir.join("cert.pem"), dir.join("key.pem")))
+    }
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -60,20 +117,25 @@ async fn profile(args: &RunArgs, app_id: &AppId) -> anyhow::Result<Record> {
         let text = std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
         return serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", p.display())));
     }
-    let client = super::util::client(&args.registry)?;
-    let answer = client.lookup(app_id, None).await.map_err(super::util::explain)?;
+    let url = args.registry_url();
+    let client = registry::RegistryClient::new(&url, args.registry_token()).map_err(|e| usage(e.to_string()))?;
+    let answer = client
+        .lookup(app_id, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the profile of {app_id} from {url}: {}", super::util::explain(e)))?;
     answer.value.record.ok_or_else(|| anyhow::anyhow!("the App-ID {app_id} is not registered"))
 }
 
-fn http_client(args: &RunArgs) -> anyhow::Result<reqwest::Client> {
+fn http_client(args: &RunArgs, app_id: &AppId) -> anyhow::Result<reqwest::Client> {
     let mut b =
         reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(30));
-    if let Some(ca) = &args.cacert {
+    if let Some(ca) = &args.cacert() {
         let pem = std::fs::read(ca).map_err(|e| usage(format!("cannot read {}: {e}", ca.display())))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
         b = b.tls_certs_only(certs);
     }
-    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+    if let Some((cert, key)) = &args.identity(app_id) {
+        println!("presenting the device certificate {}", cert.display());
         let mut pem = std::fs::read(cert).map_err(|e| usage(format!("cannot read {}: {e}", cert.display())))?;
         pem.extend(std::fs::read(key).map_err(|e| usage(format!("cannot read {}: {e}", key.display())))?);
         let id = reqwest::Identity::from_pem(&pem).map_err(|e| usage(format!("the device certificate: {e}")))?;
@@ -135,13 +197,14 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
     let Command::Run(args) = command;
     let app_id = AppId::parse(&args.app_id).map_err(|e| usage(format!("--app-id: {e}")))?;
     let record = profile(&args, &app_id).await?;
-    let http = http_client(&args)?;
+    let http = http_client(&args, &app_id)?;
     let base = args.cse.trim_end_matches('/');
     let cb = format!("{base}/{}", args.cse_name);
 
-    // Register.
-    let rn = format!("dev-{}", app_id.as_str().rsplit('.').next().unwrap_or("ae"));
-    let ae = json!({"m2m:ae": {"rn": rn, "api": app_id.as_str(), "rr": false, "srv": ["3", "4"]}});
+    // Register. Without `rn`, the CSE names the AE by its AE-ID, so that a device run again (or
+    // several at once) never collides with an earlier one.
+    let rn = String::new();
+    let ae = json!({"m2m:ae": {"api": app_id.as_str(), "rr": false, "srv": ["3", "4"]}});
     let (rsc, body) = request(&http, reqwest::Method::POST, &cb, &args.ae_id, Some(2), Some(&ae), 0).await?;
     let (aei, rn) = match rsc {
         2001 => (
@@ -149,6 +212,14 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
             body["m2m:ae"]["rn"].as_str().unwrap_or(&rn).to_owned(),
         ),
         4117 if args.ae_id.len() > 1 => {
+            // Registered by an earlier run: find its resource name (CSE-relative unstructured ID).
+            let (rsc, body) =
+                request(&http, reqwest::Method::GET, &format!("{base}/{}", args.ae_id), &args.ae_id, None, None, 0)
+                    .await?;
+            let found = body["m2m:ae"]["rn"].as_str().filter(|_| rsc == 2000).map(str::to_owned);
+            let Some(rn) = found else {
+                anyhow::bail!("registered already as {}, but cannot read it: RSC {rsc}", args.ae_id)
+            };
             println!("already registered as {}", args.ae_id);
             (args.ae_id.clone(), rn)
         }

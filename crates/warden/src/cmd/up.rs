@@ -15,7 +15,7 @@ use registry::{Registry, RegistryClient, RegistryConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::cse::{CseRun, TlsListener, serve};
+use super::cse::{CseRun, TlsListener, serve_on};
 use crate::common::{UsageError, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub(crate) struct Args {
     /// Where the registry, the CSE and the demo PKI keep their data.
     #[arg(long, default_value = "./warden-data")]
     data: PathBuf,
-    /// The CSE's HTTP address.
+    /// The CSE's HTTP address (port 0: any free port; the bound addresses are printed).
     #[arg(long, default_value = super::cse::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// The CSE's HTTPS address (client certificates optional; x509 App-IDs must use it).
@@ -112,6 +112,45 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `warden up` writes the URLs it serves, for `warden device run` and scripts.
+pub(crate) const UP_FILE: &str = "up.json";
+/// Where a generated registry admin token is kept (mode 0600), so that the printed commands work.
+pub(crate) const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+fn local(l: &tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
+    l.local_addr().map_err(|e| anyhow::anyhow!("cannot read a bound address: {e}"))
+}
+
+/// How the printed commands pass the admin token.
+fn token_expr(args: &Args, data: &Path) -> String {
+    if args.admin_token.is_some() && std::env::var("WARDEN_ADMIN_TOKEN").ok() == args.admin_token {
+        return "\"$WARDEN_ADMIN_TOKEN\"".into();
+    }
+    if args.admin_token.is_some() {
+        return "<your --admin-token>".into();
+    }
+    let file = data.join(ADMIN_TOKEN_FILE);
+    if file.exists() {
+        format!("\"$(cat {})\"", shell_path(&file))
+    } else {
+        "<the admin token printed at the first start>".into()
+    }
+}
+
+/// A path as a shell word (single-quoted when it needs to be).
+fn shell_path(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", args.data.display())))?;
@@ -122,19 +161,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         s.cancel();
     });
 
+    // Every listener is bound first, so that port 0 works and the printed URLs are the real ones.
+    let reg_listener = bind(args.registry_listen).await?;
+    let cse_listener = bind(args.listen).await?;
+    let tls_listener = bind(args.listen_tls).await?;
+    let (reg_addr, cse_addr, tls_addr) = (local(&reg_listener)?, local(&cse_listener)?, local(&tls_listener)?);
+    let registry_url = format!("http://{reg_addr}");
+
     // The registry.
     let mut rcfg = RegistryConfig::new(&args.data);
     rcfg.admin_token = args.admin_token.clone();
     let registry =
         std::sync::Arc::new(Registry::open(rcfg).await.map_err(|e| anyhow::anyhow!("cannot open the registry: {e}"))?);
-    let admin_token = match (&args.admin_token, registry.take_generated_admin_token()) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(generated)) => {
-            println!("Registry admin token (shown once, keep it): {generated}");
-            Some(generated)
-        }
-        (None, None) => None,
-    };
+    if args.admin_token.is_none()
+        && let Some(generated) = registry.take_generated_admin_token()
+    {
+        let file = args.data.join(ADMIN_TOKEN_FILE);
+        write_secret(&file, &generated)?;
+        println!("Registry admin token (generated; kept in {}): {generated}", file.display());
+    }
     // The change feed's head before anyone can change the registry: the CSE follows from here, so
     // that nothing registered while it starts is missed.
     let feed_from = registry
@@ -142,33 +187,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the change feed: {e:?}"))?
         .last;
-    let reg_listener = tokio::net::TcpListener::bind(args.registry_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.registry_listen))?;
-    let registry_url = format!("http://{}", args.registry_listen);
     let (r, s) = (registry.clone(), stop.clone());
     let registry_task = tokio::spawn(async move { r.serve(reg_listener, async move { s.cancelled().await }).await });
 
-    // The demo PKI and the demo App-IDs.
+    // The demo PKI and the demo App-IDs, with a device certificate for each x509 one.
     let pki_dir = pki::PkiDir::new(args.data.join("pki"));
     let (root, _) = pki_dir.ensure_root("demo").map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
     let (server, _) =
         pki_dir.ensure_server(&["localhost", "127.0.0.1"]).map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
+    let mut devices = Vec::new();
     for (app_id, class, method, storage, status) in DEMO {
         let draft: Draft = serde_json::from_value(demo_profile(app_id, class, method, storage, status, &root))?;
         match registry.create(draft).await {
             Ok(_) => tracing::info!(app_id, "demo App-ID registered"),
             Err(_) => tracing::debug!(app_id, "demo App-ID present"),
         }
-    }
-    let press_id = onem2m::AppId::parse(DEMO[1].0).expect("valid");
-    let press = pki_dir.devices_dir().join(pki::PkiDir::device_name(&press_id, None));
-    if !press.join("cert.pem").exists() {
-        let identity =
-            root.issue_device(&pki::DeviceSpec::new(press_id.clone())).map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
-        pki_dir
-            .write_device(&pki::PkiDir::device_name(&press_id, None), true, &identity)
-            .map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
+        if *method == "x509" {
+            let id = onem2m::AppId::parse(app_id).expect("valid");
+            let name = pki::PkiDir::device_name(&id, None);
+            let dir = pki_dir.devices_dir().join(&name);
+            if !dir.join("cert.pem").exists() {
+                let identity = root
+                    .issue_device(&pki::DeviceSpec::new(id.clone()))
+                    .map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
+                pki_dir.write_device(&name, true, &identity).map_err(|e| anyhow::anyhow!("demo PKI: {e}"))?;
+            }
+            devices.push((app_id.to_string(), dir));
+        }
     }
 
     // Admission.
@@ -191,10 +236,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         RegistryClient::new(policy.admission.registry.as_deref().unwrap_or(&registry_url), Some(token))
             .map_err(|e| UsageError(format!("admission.registry: {e}")))?;
     let keys = registry.key_set();
+    let quotas = policy.quotas.clone();
     let admission = AdmissionConfig { policy, registry: registry_client, keys, feed_from: Some(feed_from) };
 
     // The CSE.
-    // Its points of access are the bound addresses (`serve`).
+    // Its points of access are the bound addresses (`serve_on`).
     let cse = CseConfig::default();
     // The CSE accepts the registry's admin tokens, whether given or generated at an earlier start.
     let http = HttpConfig { admin_tokens: Some(registry.token_table()), ..HttpConfig::default() };
@@ -206,59 +252,116 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             durability: Default::default(),
             admission: Some(admission),
         },
-        listen: args.listen,
+        listen: cse_addr,
         tls: Some(TlsListener {
-            listen: args.listen_tls,
+            listen: tls_addr,
             cert_pem: format!("{}{}", server.leaf.cert_pem(), server.ca.cert_pem()).into_bytes(),
             key_pem: server.leaf.key_pem().as_bytes().to_vec(),
             client_auth: ClientAuth::Optional,
         }),
         limits: NetLimits::default(),
     };
-    print_welcome(&args, &registry_url, &pki_dir, &press, admin_token.is_some());
-    let result = serve(run, stop.clone()).await;
+    let urls = Urls {
+        cse: format!("http://{cse_addr}"),
+        cse_tls: format!("https://localhost:{}", tls_addr.port()),
+        registry: registry_url.clone(),
+    };
+    let up = json!({"cse": urls.cse, "cseTls": urls.cse_tls, "registry": urls.registry});
+    std::fs::write(args.data.join(UP_FILE), format!("{up:#}\n"))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.data.join(UP_FILE).display()))?;
+    print_welcome(&args, &urls, &pki_dir, &devices, &quotas);
+    let result = serve_on(run, (cse_listener, cse_addr), Some((tls_listener, tls_addr)), stop.clone()).await;
     stop.cancel();
     let _ = registry_task.await;
     result
 }
 
-fn print_welcome(args: &Args, registry_url: &str, pki_dir: &pki::PkiDir, press: &Path, has_token: bool) {
-    let cse = format!("http://{}", args.listen);
-    let cse_tls = format!("https://localhost:{}", args.listen_tls.port());
-    let ca = pki_dir.server_ca_dir().join("cert.pem");
-    let hdr = r#"-H 'X-M2M-RI: 1' -H 'X-M2M-RVI: 4' -H 'Content-Type: application/json;ty=2'"#;
-    println!();
-    println!("Warden is up.");
-    println!("  CSE (HTTP)   {cse}/cse-in");
-    println!("  CSE (HTTPS)  {cse_tls}/cse-in   (server CA: {})", ca.display());
-    println!(
+struct Urls {
+    cse: String,
+    cse_tls: String,
+    registry: String,
+}
+
+fn print_welcome(
+    args: &Args,
+    urls: &Urls,
+    pki_dir: &pki::PkiDir,
+    devices: &[(String, PathBuf)],
+    quotas: &std::collections::BTreeMap<String, cse::admission::policy::Quota>,
+) {
+    use std::io::Write;
+    let Urls { cse, cse_tls, registry: registry_url } = urls;
+    let ca = shell_path(&pki_dir.server_ca_dir().join("cert.pem"));
+    let data = shell_path(&args.data);
+    let token = token_expr(args, &args.data);
+    let hdr = r#"-H 'X-M2M-RVI: 4' -H 'Content-Type: application/json;ty=2'"#;
+    let ae = |rn: &str, api: &str| {
+        format!(r#"-d "{{\"m2m:ae\":{{\"rn\":\"{rn}\",\"api\":\"{api}\",\"rr\":false,\"srv\":[\"4\"]}}}}""#)
+    };
+    let mut out = String::new();
+    let mut line = |l: String| {
+        out.push_str(&l);
+        out.push('\n');
+    };
+    line(String::new());
+    line("Warden is up.".into());
+    line(format!("  CSE (HTTP)   {cse}/cse-in"));
+    line(format!("  CSE (HTTPS)  {cse_tls}/cse-in   (server CA: {ca})"));
+    line(format!(
         "  Registry     {registry_url}/v1   (demo App-IDs: Rdemo.org.warden.{{thermostat,press,substation,retired}})"
-    );
-    println!("  Metrics      {cse}/metrics and {registry_url}/metrics");
-    println!();
-    println!("Try it:");
-    println!("  # 1. an admission: the thermostat (authentication method none) registers over plain HTTP");
-    println!(
-        "  curl -si -X POST {cse}/cse-in -H 'X-M2M-Origin: Cthermo1' {hdr} -d '{{\"m2m:ae\":{{\"rn\":\"thermo1\",\"api\":\"Rdemo.org.warden.thermostat\",\"rr\":false,\"srv\":[\"4\"]}}}}'"
-    );
-    println!("  # 2. a rejection: the suspended App-ID gets 4126");
-    println!(
-        "  curl -si -X POST {cse}/cse-in -H 'X-M2M-Origin: C' {hdr} -d '{{\"m2m:ae\":{{\"rn\":\"old1\",\"api\":\"Rdemo.org.warden.retired\",\"rr\":false,\"srv\":[\"4\"]}}}}'"
-    );
-    println!("  # 3. a revocation takes effect within seconds: revoke, then the admitted thermostat is refused");
-    let token = if has_token { "$WARDEN_ADMIN_TOKEN" } else { "<admin token>" };
-    println!(
+    ));
+    line(format!("  Metrics      {cse}/metrics and {registry_url}/metrics"));
+    let q: Vec<String> = quotas
+        .iter()
+        .map(|(class, q)| {
+            let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            format!("{class} mni {} mbs {}", n(q.mni), n(q.mbs))
+        })
+        .collect();
+    line(format!("  Quotas       {}", if q.is_empty() { "none".to_owned() } else { q.join("; ") }));
+    for (app_id, dir) in devices {
+        line(format!("  Device cert  {app_id}: {}/cert.pem, key.pem", shell_path(dir)));
+    }
+    line(String::new());
+    line("Try it (paste the lines in one shell; they can be pasted again):".into());
+    line("  # 0. a fresh name for this try".into());
+    line("  AE=Cthermo$(date +%s)p$$".into());
+    line("  # 1. an admission: the thermostat (authentication method none) registers over plain HTTP".into());
+    line(format!(
+        "  curl -si -X POST {cse}/cse-in -H \"X-M2M-Origin: $AE\" -H \"X-M2M-RI: $AE-1\" {hdr} {}",
+        ae("$AE", "Rdemo.org.warden.thermostat")
+    ));
+    line("  # 2. a rejection: the suspended App-ID gets 4126".into());
+    line(format!(
+        "  curl -si -X POST {cse}/cse-in -H 'X-M2M-Origin: C' -H \"X-M2M-RI: $AE-2\" {hdr} {}",
+        ae("old$AE", "Rdemo.org.warden.retired")
+    ));
+    line("  # 3. a revocation takes effect within seconds: revoke, then the admitted thermostat is refused".into());
+    line(format!(
         "  warden appid revoke Rdemo.org.warden.thermostat --reason demo --registry {registry_url} --token {token}"
+    ));
+    line(format!("  curl -si {cse}/cse-in/$AE -H \"X-M2M-Origin: $AE\" -H \"X-M2M-RI: $AE-3\" -H 'X-M2M-RVI: 4'"));
+    line(
+        "  # (and back: warden appid reactivate Rdemo.org.warden.thermostat --reason demo ... with the same flags)"
+            .into(),
     );
-    println!("  curl -si {cse}/cse-in/thermo1 -H 'X-M2M-Origin: Cthermo1' -H 'X-M2M-RI: 2' -H 'X-M2M-RVI: 4'");
-    println!("  # the press (x509) registers only over mutual TLS, with its device certificate:");
-    println!(
-        "  curl -si --cacert {} --cert {}/cert.pem --key {}/key.pem -X POST {cse_tls}/cse-in -H 'X-M2M-Origin: C' {hdr} -d '{{\"m2m:ae\":{{\"rn\":\"press1\",\"api\":\"Rdemo.org.warden.press\",\"rr\":false,\"srv\":[\"4\"]}}}}'",
-        ca.display(),
-        press.display(),
-        press.display()
-    );
-    println!("  # and every decision is logged:");
-    println!("  warden decisions --cse {cse} --token {token}");
-    println!();
+    if let Some((app_id, dir)) = devices.first() {
+        let dir = shell_path(dir);
+        line(format!("  # the {app_id} device (x509) registers only over mutual TLS, with its certificate:"));
+        line(format!(
+            "  curl -si --cacert {ca} --cert {dir}/cert.pem --key {dir}/key.pem -X POST {cse_tls}/cse-in -H 'X-M2M-Origin: C' -H \"X-M2M-RI: $AE-4\" {hdr} {}",
+            ae("press$AE", app_id)
+        ));
+    }
+    if let Some((app_id, _)) = devices.first() {
+        line("  # a simulated device: registers over mutual TLS with the demo certificate, creates its".into());
+        line("  # containers and sends data (Ctrl-C stops it)".into());
+        line(format!("  warden device run --cse {cse_tls} --app-id {app_id} --data {data}"));
+    }
+    line("  # and every decision is logged:".into());
+    line(format!("  warden decisions --cse {cse} --token {token}"));
+    line(String::new());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
 }

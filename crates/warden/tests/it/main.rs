@@ -4,3 +4,4 @@
 mod appid;
 mod cse;
 mod support;
+mod up;
