@@ -8,7 +8,7 @@ use onem2m::{
 use serde_json::{Map, Value, json};
 
 use super::render::{address, result_content};
-use super::{Cse, Ctx, Orig, Target, ids, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, ids, store_error};
 use crate::resource::Resource;
 use crate::store::{StoreError, Tx, Write};
 
@@ -76,6 +76,7 @@ impl Cse {
         orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         use ResultContent::*;
         let ty = req.ty.ok_or_else(|| Error::bad_request("the resource type (ty) of a CREATE is missing"))?;
@@ -89,7 +90,7 @@ impl Cse {
         )?;
         let parent = match self.resolve_parent(&req.to).await? {
             Target::Resource(r) => r,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
         };
         let requested = body_attrs(req, ty)?;
@@ -110,12 +111,12 @@ impl Cse {
         if ty == ResourceType::Ae {
             // The parent's ACP is not checked for an AE registration; the registration rules are.
             let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
-            return self.register_ae(req, rcn, &parent, new, &requested, ctx, now).await;
+            return self.register_ae(req, rcn, &parent, new, &requested, ctx, now, dl).await;
         }
         let (res, instance) = {
             // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
             if ty != ResourceType::RemoteCse {
-                self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
+                self.check_access(&parent, orig, Operation::Create.acop_bit()).await?;
             }
             let ri = match ty {
                 ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
@@ -127,8 +128,9 @@ impl Cse {
         };
 
         if ty == ResourceType::Subscription {
-            self.verify_subscription(&res, orig).await?;
+            self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
+        self.before(dl)?;
         let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
         self.store.apply(Tx::one(write)).await.map_err(store_error)?;
         if ty == ResourceType::Subscription {
@@ -154,8 +156,11 @@ impl Cse {
         requested: &Map<String, Value>,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         let super::types::NewAe { res, acp, grant, app_id } = new;
+        // The registry lookup may have been slow; nothing is written once the request expired.
+        self.before(dl)?;
         let mut tx = Tx::one(Write::Create(res.clone()));
         if let Some(acp) = &acp {
             tx.writes.push(Write::Create(acp.clone()));
@@ -263,11 +268,14 @@ impl Cse {
         rest: &str,
         orig: &Orig,
         ctx: &Ctx,
+        dl: Deadline,
     ) -> Result<Response, Error> {
-        if rest.split('/').any(|s| s == "fopt") {
+        // A member request that reaches a fan-out point again (a group among the members, or a
+        // group that is its own member) would fan out without end.
+        if ctx.binding == super::Binding::Internal {
             return Err(Error::bad_request("nested fan-out is not allowed"));
         }
-        self.check_access(&group, &orig.id, req.op.acop_bit()).await?;
+        self.check_access(&group, orig, req.op.acop_bit()).await?;
         let members: Vec<String> = group.str_list("mid").into_iter().map(str::to_owned).collect();
         if members.is_empty() {
             return Err(Error::new(Rsc::NoMembers, "the group has no members"));
@@ -276,6 +284,10 @@ impl Cse {
         let requests = members.iter().map(|m| {
             let mut r = req.clone();
             r.to = if rest.is_empty() { m.clone() } else { format!("{m}/{rest}") };
+            // The members' requests end when this one does.
+            if let Some(at) = dl.at() {
+                r.rqet = Some(onem2m::AbsRelTime::Absolute(at));
+            }
             let inner = &inner;
             async move {
                 // Members are resolved and checked like any request of this originator.

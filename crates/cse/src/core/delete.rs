@@ -6,27 +6,27 @@ use onem2m::{
 
 use super::create::rcn;
 use super::render::{references, with_children, with_references};
-use super::{Cse, Ctx, Orig, Target, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::resource::Resource;
 use crate::store::{Tx, Write};
 
 impl Cse {
-    pub(crate) async fn delete(&self, req: &Request, orig: &Orig, ctx: &Ctx) -> Result<Response, Error> {
+    pub(crate) async fn delete(&self, req: &Request, orig: &Orig, ctx: &Ctx, dl: Deadline) -> Result<Response, Error> {
         use ResultContent::*;
         let res = match self.resolve(&req.to).await? {
             Target::Resource(r) => {
-                self.check_access(&r, &orig.id, Operation::Delete.acop_bit()).await?;
+                self.check_access(&r, orig, Operation::Delete.acop_bit()).await?;
                 r
             }
             Target::Latest(cnt) => {
-                self.check_access(&cnt, &orig.id, Operation::Delete.acop_bit()).await?;
+                self.check_access(&cnt, orig, Operation::Delete.acop_bit()).await?;
                 self.instance(&cnt, true).await?
             }
             Target::Oldest(cnt) => {
-                self.check_access(&cnt, &orig.id, Operation::Delete.acop_bit()).await?;
+                self.check_access(&cnt, orig, Operation::Delete.acop_bit()).await?;
                 self.instance(&cnt, false).await?
             }
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
         };
         if res.ty == ResourceType::CseBase {
             return Err(Error::new(Rsc::OperationNotAllowed, "the CSEBase cannot be deleted"));
@@ -48,6 +48,7 @@ impl Cse {
         } else {
             self.store.children(res.ri(), None, self.cfg.max_children).await.map_err(store_error)?
         };
+        self.before(dl)?;
         self.remove(&res).await?;
         let drt = req.drt.unwrap_or(DesiredIdResultType::Structured);
         let pc = match rcn {

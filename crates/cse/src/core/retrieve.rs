@@ -10,23 +10,29 @@ use serde_json::Value;
 
 use super::create::rcn;
 use super::render::{references, uri_list, with_children, with_references};
-use super::{Cse, Ctx, Orig, Target, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::resource::Resource;
 use crate::store::DiscoveryQuery;
 
 impl Cse {
-    pub(crate) async fn retrieve(&self, req: &Request, orig: &Orig, ctx: &Ctx) -> Result<Response, Error> {
+    pub(crate) async fn retrieve(
+        &self,
+        req: &Request,
+        orig: &Orig,
+        ctx: &Ctx,
+        dl: Deadline,
+    ) -> Result<Response, Error> {
         let target = self.resolve(&req.to).await?;
         let res = match target {
             Target::Resource(r) => r,
             Target::Latest(cnt) => return self.retrieve_instance(req, orig, &cnt, true).await,
             Target::Oldest(cnt) => return self.retrieve_instance(req, orig, &cnt, false).await,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
         };
         if req.is_discovery() {
             return self.discover(req, &res, orig).await;
         }
-        self.check_access(&res, &orig.id, Operation::Retrieve.acop_bit()).await?;
+        self.check_access(&res, orig, Operation::Retrieve.acop_bit()).await?;
         use ResultContent::*;
         let rcn = rcn(
             req,
@@ -48,7 +54,7 @@ impl Cse {
         let fc = req.fc.clone().unwrap_or_default();
         let children = self.store.children(res.ri(), None, self.cfg.max_children).await.map_err(store_error)?;
         let mut children: Vec<Resource> = children.into_iter().filter(|c| matches(c, &fc)).collect();
-        children = self.filter_allowed(children, &orig.id, Operation::Retrieve.acop_bit()).await?;
+        children = self.filter_allowed(children, orig, Operation::Retrieve.acop_bit()).await?;
         page(&mut children, &fc);
         let drt = req.drt.unwrap_or(DesiredIdResultType::Structured);
         let pc = match rcn {
@@ -68,7 +74,7 @@ impl Cse {
         cnt: &Resource,
         latest: bool,
     ) -> Result<Response, Error> {
-        self.check_access(cnt, &orig.id, Operation::Retrieve.acop_bit()).await?;
+        self.check_access(cnt, orig, Operation::Retrieve.acop_bit()).await?;
         let cin = self.instance(cnt, latest).await?;
         self.attributes_response(req, &cin)
     }
@@ -132,7 +138,7 @@ impl Cse {
         }
         let found = self.store.discover(&q).await.map_err(store_error)?;
         let found: Vec<Resource> = found.into_iter().filter(|r| matches(r, &fc)).collect();
-        let mut found = self.filter_allowed(found, &orig.id, onem2m::ACOP_DISCOVERY).await?;
+        let mut found = self.filter_allowed(found, orig, onem2m::ACOP_DISCOVERY).await?;
         page(&mut found, &fc);
         let drt = req.drt.unwrap_or(DesiredIdResultType::Structured);
         let root = self.with_dynamic(root.clone());

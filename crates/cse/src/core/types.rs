@@ -328,7 +328,7 @@ impl Cse {
             ResourceType::Subscription => {
                 self.check_subscription(&res.attrs).await?;
                 // The subscriber must be allowed to see what it subscribes to.
-                if self.check_access(parent, &orig.id, Operation::Retrieve.acop_bit()).await.is_err() {
+                if self.check_access(parent, orig, Operation::Retrieve.acop_bit()).await.is_err() {
                     return Err(Error::new(
                         Rsc::SubscriptionCreatorHasNoPrivilege,
                         "the subscriber may not retrieve the subscribed-to resource",

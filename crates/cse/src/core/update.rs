@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::create::{body_attrs, rcn};
 use super::render::result_content;
-use super::{Cse, Ctx, Orig, Target, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::store::{Tx, Write};
 
 impl Cse {
@@ -17,11 +17,12 @@ impl Cse {
         orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         use ResultContent::*;
         let mut res = match self.resolve(&req.to).await? {
             Target::Resource(r) => r,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             Target::Latest(_) | Target::Oldest(_) => {
                 return Err(Error::new(Rsc::OperationNotAllowed, "a contentInstance cannot be updated"));
             }
@@ -36,9 +37,13 @@ impl Cse {
         let rcn = rcn(req, Attributes, &[Nothing, Attributes, ModifiedAttributes])?;
         let changed = body_attrs(req, res.ty)?;
         validate(res.ty, Operation::Update, &changed)?;
-        self.check_access(&res, &orig.id, Operation::Update.acop_bit()).await?;
+        // Changing `acpi` needs UPDATE in the `pvs` of the policies it references now; changing
+        // anything else needs UPDATE in their `pv` (TS-0001 §9.6.2; ONEM2M.md §4, ACP).
         if changed.contains_key("acpi") {
-            self.check_acpi_change(&res, &orig.id).await?;
+            self.check_acpi_change(&res, orig).await?;
+        }
+        if changed.is_empty() || changed.keys().any(|k| k != "acpi") {
+            self.check_access(&res, orig, Operation::Update.acop_bit()).await?;
         }
 
         let mut changed = changed;
@@ -65,8 +70,9 @@ impl Cse {
         res.attrs.insert("lt".into(), Value::String(now.to_string()));
 
         if res.ty == ResourceType::Subscription && changed.contains_key("nu") {
-            self.verify_subscription(&res, orig).await?;
+            self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
+        self.before(dl)?;
         self.store.apply(Tx::one(Write::Update(res.clone()))).await.map_err(store_error)?;
         self.cache.forget_parents(&res.srn);
         match res.ty {

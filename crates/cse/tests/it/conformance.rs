@@ -407,6 +407,9 @@ fn table(sink: &str) -> Vec<Step> {
                 if r.str_at("/m2m:cnt/et").as_str() < "99991231T000000" { Ok(()) } else { Err("et was not capped".into()) }
             }),
     ];
+    t.extend(update_privilege_rows());
+    t.extend(virtual_name_rows(sink));
+    t.extend(context_rows(sink));
     // The HTTP binding's own rules.
     t.extend([
         step(
@@ -449,6 +452,167 @@ fn table(sink: &str) -> Vec<Step> {
         .check(|r| if r.status == 413 { Ok(()) } else { Err(format!("HTTP {}", r.status)) }),
         step("the request ID is echoed", get("/cse-in", A).header("X-M2M-RI", "my-request-7"), 2000)
             .check(header_is("x-m2m-ri", "my-request-7")),
+    ]);
+    t
+}
+
+fn acp(rn: &str, pv: Value, pvs: Value) -> Value {
+    json!({"m2m:acp": {"rn": rn, "pv": {"acr": pv}, "pvs": {"acr": pvs}}})
+}
+
+/// Changing `acpi` needs UPDATE in the referenced policies' `pvs` only; anything else needs it in
+/// their `pv` (ONEM2M.md §4, ACP update rule). `{ae2}` has UPDATE in `pv` only, `{ae3}` in `pvs` only.
+fn update_privilege_rows() -> Vec<Step> {
+    let owner = json!({"acor": ["{ae1}"], "acop": 63});
+    vec![
+        step(
+            "a policy with UPDATE split between pv and pvs",
+            create(
+                "/cse-in/ae1",
+                "{ae1}",
+                1,
+                acp(
+                    "acpSplit",
+                    json!([{"acor": ["{ae2}"], "acop": 6}, owner]),
+                    json!([{"acor": ["{ae3}"], "acop": 4}, owner]),
+                ),
+            ),
+            2001,
+        )
+        .save("acpSplit", "/m2m:acp/ri"),
+        step(
+            "a container under it",
+            create("/cse-in/ae1", "{ae1}", 3, json!({"m2m:cnt": {"rn": "split", "acpi": ["{acpSplit}"]}})),
+            2001,
+        ),
+        step(
+            "pv-only may change other attributes",
+            update("/cse-in/ae1/split", "{ae2}", json!({"m2m:cnt": {"lbl": ["a"]}})),
+            2004,
+        ),
+        step(
+            "pv-only may not change acpi",
+            update("/cse-in/ae1/split", "{ae2}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"]}})),
+            4103,
+        ),
+        step(
+            "pvs-only may change acpi",
+            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"]}})),
+            2004,
+        ),
+        step(
+            "pvs-only may not change other attributes",
+            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"lbl": ["b"]}})),
+            4103,
+        ),
+        step(
+            "pvs-only may not change acpi and others together",
+            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"], "lbl": ["b"]}})),
+            4103,
+        ),
+        step("an empty update needs UPDATE in pv", update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {}})), 4103),
+        step("the labels are ae2's", get("/cse-in/ae1/split", "{ae1}"), 2000).expect("/m2m:cnt/lbl", json!(["a"])),
+        step("delete it", delete("/cse-in/ae1/split", "{ae1}"), 2002),
+        step("and its policy", delete("/cse-in/ae1/acpSplit", "{ae1}"), 2002),
+    ]
+}
+
+/// `la`, `ol` and `fopt` are virtual only under a container and a group; elsewhere they are names.
+fn virtual_name_rows(sink: &str) -> Vec<Step> {
+    vec![
+        step("an AE for names", create("/cse-in", "C", 2, ae("names", "Nt.app", sink)), 2001)
+            .save("names", "/m2m:ae/aei"),
+        step(
+            "a container named la under an AE",
+            create("/cse-in/names", "{names}", 3, json!({"m2m:cnt": {"rn": "la"}})),
+            2001,
+        ),
+        step("it can be addressed", get("/cse-in/names/la", "{names}"), 2000).expect("/m2m:cnt/rn", json!("la")),
+        step("with - for the CSEBase", get("/-/names/la", "{names}"), 2000).expect("/m2m:cnt/rn", json!("la")),
+        step("its own la is virtual", get("/-/names/la/la", "{names}"), 4004),
+        step("an instance in it", create("/-/names/la", "{names}", 4, cin("inside")), 2001),
+        step("la of la", get("/-/names/la/la", "{names}"), 2000).expect("/m2m:cin/con", json!("inside")),
+        step("ol of la", get("/cse-in/names/la/ol", "{names}"), 2000).expect("/m2m:cin/con", json!("inside")),
+        step("a container named ol", create("/cse-in/names", "{names}", 3, json!({"m2m:cnt": {"rn": "ol"}})), 2001),
+        step("addressed by name", get("/cse-in/names/ol", "{names}"), 2000).expect("/m2m:cnt/rn", json!("ol")),
+        step(
+            "a container named fopt under an AE",
+            create("/cse-in/names", "{names}", 3, json!({"m2m:cnt": {"rn": "fopt"}})),
+            2001,
+        )
+        .save("foptCnt", "/m2m:cnt/ri"),
+        step("it is a container, not a fan-out", get("/cse-in/names/fopt", "{names}"), 2000)
+            .expect("/m2m:cnt/rn", json!("fopt")),
+        step("hybrid address below it", get("/{foptCnt}", "{names}"), 2000).expect("/m2m:cnt/rn", json!("fopt")),
+        step(
+            "fopt is reserved under a group",
+            create("/cse-in/ae1/grp", "{ae1}", 23, json!({"m2m:sub": {"rn": "fopt", "nu": ["{ae1}"]}})),
+            4000,
+        ),
+        step(
+            "la is reserved under a container",
+            create("/cse-in/names/la", "{names}", 3, json!({"m2m:cnt": {"rn": "ol"}})),
+            4000,
+        ),
+    ]
+}
+
+/// Access control contexts (`acco`) and the authentication flag (`acaf`).
+fn context_rows(sink: &str) -> Vec<Step> {
+    let owner = json!({"acor": ["{actx}"], "acop": 63});
+    let guarded = |rn: &'static str, rule: Value| {
+        vec![
+            step(
+                "a policy with a context",
+                create("/cse-in/actx", "{actx}", 1, acp(rn, json!([rule, owner.clone()]), json!([owner.clone()]))),
+                2001,
+            )
+            .save(rn, "/m2m:acp/ri"),
+            step(
+                "a container under it",
+                create(
+                    "/cse-in/actx",
+                    "{actx}",
+                    3,
+                    json!({"m2m:cnt": {"rn": format!("c-{rn}"), "acpi": [format!("{{{rn}}}")]}}),
+                ),
+                2001,
+            ),
+        ]
+    };
+    let read = |rule: Value| json!({"acor": ["{ae2}"], "acop": 2, "acco": rule});
+    let mut t = vec![
+        step("an AE for contexts", create("/cse-in", "C", 2, ae("actx", "Nt.app", sink)), 2001)
+            .save("actx", "/m2m:ae/aei"),
+    ];
+    t.extend(guarded("winPast", read(json!([{"actw": ["* * * * * * 2000"]}]))));
+    t.push(step("a time window in the past grants nothing", get("/cse-in/actx/c-winPast", "{ae2}"), 4103));
+    t.extend(guarded("winAny", read(json!([{"actw": ["* * * * * * 2000", "* * * * * * *"]}]))));
+    t.push(step("any of the time windows", get("/cse-in/actx/c-winAny", "{ae2}"), 2000));
+    t.extend(guarded("ipHere", read(json!([{"acip": {"ipv4": ["127.0.0.0/8"]}}]))));
+    t.push(step("from an allowed network", get("/cse-in/actx/c-ipHere", "{ae2}"), 2000));
+    t.extend(guarded("ipElse", read(json!([{"acip": {"ipv4": ["10.0.0.0/8"], "ipv6": ["::1"]}}]))));
+    t.push(step("from another network", get("/cse-in/actx/c-ipElse", "{ae2}"), 4103));
+    t.extend(guarded("both", read(json!([{"actw": ["* * * * * * 2000"], "acip": {"ipv4": ["127.0.0.1"]}}]))));
+    t.push(step("every parameter of a context must hold", get("/cse-in/actx/c-both", "{ae2}"), 4103));
+    t.extend(guarded("either", read(json!([{"actw": ["* * * * * * 2000"]}, {"acip": {"ipv4": ["127.0.0.1"]}}]))));
+    t.push(step("any of the contexts", get("/cse-in/actx/c-either", "{ae2}"), 2000));
+    t.extend(guarded("authn", json!({"acor": ["{ae2}"], "acop": 2, "acaf": true})));
+    t.push(step("acaf needs an authenticated originator", get("/cse-in/actx/c-authn", "{ae2}"), 4103));
+    t.push(step("the rule's owner is not restricted", get("/cse-in/actx/c-authn", "{actx}"), 2000));
+    let refused = |name: &'static str, rule: Value| {
+        step(
+            name,
+            create("/cse-in/actx", "{actx}", 1, acp("bad", json!([rule]), json!([{"acor": ["{actx}"], "acop": 63}]))),
+            4000,
+        )
+    };
+    t.extend([
+        refused("a location region is not supported", read(json!([{"aclr": {"accc": ["DE"]}}]))),
+        refused("object details are not supported", json!({"acor": ["{ae2}"], "acop": 1, "acod": [{"chty": [4]}]})),
+        refused("a malformed time window", read(json!([{"actw": ["nine to five"]}]))),
+        refused("a malformed address", read(json!([{"acip": {"ipv4": ["10.0.0.0/40"]}}]))),
+        refused("an unknown context parameter", read(json!([{"acui": ["u"]}]))),
     ]);
     t
 }

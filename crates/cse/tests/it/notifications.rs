@@ -177,3 +177,163 @@ async fn a_target_that_never_answers_delays_nothing() {
     assert_eq!(stuck.received().len(), 1, "the stuck target's queue waits behind its first notification");
     stuck.release();
 }
+
+/// A request expiration ends a request that waits for something slow before its write — here a
+/// subscription's verification request to a target that never answers — and nothing is written.
+#[tokio::test]
+async fn request_expiration_stops_before_the_write() {
+    let stuck = Sink::start_holding().await;
+    let s = setup(&stuck.url()).await;
+    let absent = |name: &'static str| {
+        let (http, url, aei) = (s.http.clone(), s.cse.url.clone(), s.aei.clone());
+        async move { Req::get(&format!("/cse-in/ae/cnt/{name}"), &aei).send(&http, &url).await.rsc == 4004 }
+    };
+    // rqet, relative: 800 ms from now.
+    let sub = json!({"m2m:sub": {"rn": "byRqet", "nu": [stuck.url()]}});
+    let started = std::time::Instant::now();
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", "800").send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(4), "the verification timeout (5 s) answered, not rqet");
+    assert!(absent("byRqet").await, "an expired request left a subscription behind");
+    // rqet, absolute.
+    let soon = onem2m::Timestamp::from_micros(s.cse.service.cse.now().micros() + 800_000).to_string();
+    let sub = json!({"m2m:sub": {"rn": "byTime", "nu": [stuck.url()]}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", &soon).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(absent("byTime").await);
+    // The Upper Tester's short request expiration.
+    let ut = s
+        .http
+        .post(format!("{}/__ut__", s.cse.url))
+        .header("X-M2M-UTCMD", "enableShortRequestExpiration 1")
+        .header("X-M2M-RI", "ut")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ut.headers()["x-m2m-rsc"], "2000");
+    let sub = json!({"m2m:sub": {"rn": "byUt", "nu": [stuck.url()]}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(absent("byUt").await);
+    // A request that finishes in time is carried out, with its notification.
+    stuck.release();
+    let sub = json!({"m2m:sub": {"rn": "inTime", "nu": [stuck.url()], "enc": {"net": [3]}}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", "20000").send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let cin = json!({"m2m:cin": {"con": "on time"}});
+    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+    let got = stuck.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("on time"))).await;
+    assert!(got.is_some(), "the notification of a request answered in time");
+}
+
+/// The real store, whose acknowledgements can be made slow: the write is committed, and only the
+/// answer is late (a disk that takes its time to sync).
+struct SlowAck {
+    inner: cse::store::SqliteStore,
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl cse::store::Store for SlowAck {
+    fn get<'a>(&'a self, ri: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.get(ri)
+    }
+    fn get_by_srn<'a>(&'a self, srn: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.get_by_srn(srn)
+    }
+    fn get_many<'a>(&'a self, ris: &'a [String]) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.get_many(ris)
+    }
+    fn children<'a>(
+        &'a self,
+        pi: &'a str,
+        ty: Option<onem2m::ResourceType>,
+        limit: usize,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.children(pi, ty, limit)
+    }
+    fn newest_or_oldest<'a>(
+        &'a self,
+        pi: &'a str,
+        ty: onem2m::ResourceType,
+        latest: bool,
+    ) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.newest_or_oldest(pi, ty, latest)
+    }
+    fn discover<'a>(
+        &'a self,
+        q: &'a cse::store::DiscoveryQuery,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.discover(q)
+    }
+    fn expired<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
+        self.inner.expired(now, limit)
+    }
+    fn aged_instances<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
+        self.inner.aged_instances(now, limit)
+    }
+    fn apply(&self, tx: cse::store::Tx) -> cse::store::StoreFuture<'_, cse::store::TxOutcome> {
+        Box::pin(async move {
+            let out = self.inner.apply(tx).await;
+            if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            out
+        })
+    }
+    fn clear(&self) -> cse::store::StoreFuture<'_, ()> {
+        self.inner.clear()
+    }
+}
+
+/// A write committed after the request's deadline is answered as done, and notifies: the deadline
+/// is never applied after a commit.
+#[tokio::test]
+async fn a_committed_write_is_answered_as_done() {
+    use cse::core::{Binding, Ctx};
+    use onem2m::{Operation, Request, ResourceType};
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SlowAck {
+        inner: cse::store::SqliteStore::open(dir.path(), cse::store::sqlite::Durability::Process).unwrap(),
+        slow: false.into(),
+    });
+    let cfg = cse::config::CseConfig::default();
+    let engine = cse::notify::NotificationEngine::start(cse::notify::NotifyConfig::new(cfg.cse_id.clone())).unwrap();
+    let core = cse::core::Cse::start(cfg, store.clone(), engine, std::sync::Arc::new(cse::core::SystemClock), None)
+        .await
+        .unwrap();
+    let ctx = Ctx::plain(Binding::Http);
+    let request = |op, to: &str, from: &str, ty: Option<ResourceType>, pc: Value| {
+        let mut r = Request::new(op, to, Some(from.to_owned()), "rqi");
+        r.rvi = Some("4".into());
+        r.ty = ty;
+        r.pc = Some(pc);
+        r
+    };
+    let ae = json!({"m2m:ae": {"rn": "ae", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [sink.url()]}});
+    let r = core.handle(request(Operation::Create, "cse-in", "C", Some(ResourceType::Ae), ae), &ctx).await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "{:?}", r.pc);
+    let aei = r.pc.as_ref().unwrap()["m2m:ae"]["aei"].as_str().unwrap().to_owned();
+    let cnt = json!({"m2m:cnt": {"rn": "cnt"}});
+    let r = core.handle(request(Operation::Create, "cse-in/ae", &aei, Some(ResourceType::Container), cnt), &ctx).await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created);
+    let sub = json!({"m2m:sub": {"nu": [aei], "enc": {"net": [3]}}});
+    let r = core
+        .handle(request(Operation::Create, "cse-in/ae/cnt", &aei, Some(ResourceType::Subscription), sub), &ctx)
+        .await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "{:?}", r.pc);
+
+    assert_eq!(core.upper_tester("enableShortRequestExpiration 1").await.unwrap().rsc, onem2m::Rsc::Ok);
+    store.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cin = json!({"m2m:cin": {"rn": "late", "con": "committed"}});
+    let r = core
+        .handle(request(Operation::Create, "cse-in/ae/cnt", &aei, Some(ResourceType::ContentInstance), cin), &ctx)
+        .await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "a committed write was answered {:?}: {:?}", r.rsc, r.pc);
+    store.slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut get = Request::new(Operation::Retrieve, "cse-in/ae/cnt/late", Some(aei.clone()), "rqi2");
+    get.rvi = Some("4".into());
+    assert_eq!(core.handle(get, &ctx).await.rsc, onem2m::Rsc::Ok);
+    let n = sink.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("committed"))).await;
+    assert!(n.is_some(), "the committed write's notification was not sent");
+}
