@@ -389,6 +389,13 @@ fn table(sink: &str) -> Vec<Step> {
         .expect("/m2m:csr/ri", json!("id-mn"))
         .expect("/m2m:csr/csi", json!("/id-mn")),
         step(
+            "csi is not mandatory: the registrar sets it",
+            create("/cse-in", "/id-mn2", 16, json!({"m2m:csr": {"rn": "cse-mn2", "cb": "/id-mn2/cse-mn2", "rr": false, "srv": ["4"]}})),
+            2001,
+        )
+        .expect("/m2m:csr/csi", json!("/id-mn2")),
+        step("cb is mandatory", create("/cse-in", "/id-mn3", 16, json!({"m2m:csr": {"rr": false, "srv": ["4"]}})), 4000),
+        step(
             "an AE cannot register a remote CSE",
             create("/cse-in", "{ae1}", 16, json!({"m2m:csr": {"cb": "/id-x/cse-x", "csi": "/id-x", "rr": true, "srv": ["3"]}})),
             4005,
