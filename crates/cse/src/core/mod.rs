@@ -240,17 +240,23 @@ impl Cse {
     /// Gives the admission engine the AEs it admitted before a restart.
     async fn restore_admissions(&self) -> Result<(), Error> {
         let Some(a) = &self.admission else { return Ok(()) };
-        let q = crate::store::DiscoveryQuery {
+        let mut q = crate::store::DiscoveryQuery {
             root_srn: self.cfg.cse_name.to_string(),
             max_level: Some(1),
             types: vec![onem2m::ResourceType::Ae.num()],
-            limit: usize::MAX,
+            limit: 10_000,
             ..Default::default()
         };
-        for ae in self.store.discover(&q).await.map_err(store_error)? {
-            a.restore(&ae);
+        loop {
+            let page = self.store.discover(&q).await.map_err(store_error)?;
+            for ae in &page.resources {
+                a.restore(ae);
+            }
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Deletes every AE admitted under `app_id` (when the policy deletes revoked AEs).

@@ -97,8 +97,25 @@ pub struct DiscoveryQuery {
     pub unmodified_since: Option<Timestamp>,
     pub expire_before: Option<Timestamp>,
     pub expire_after: Option<Timestamp>,
+    /// Only candidates after this one: the `next` of the page before.
+    pub after: Option<DiscoveryCursor>,
+    /// Skip this many of the candidates that meet the conditions above.
+    pub offset: usize,
     /// At most this many candidates (in creation order). Bounds memory.
     pub limit: usize,
+}
+
+/// A position in the creation order of discovery candidates, to continue a scan from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryCursor(pub i64);
+
+/// One page of discovery candidates.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryPage {
+    pub resources: Vec<Resource>,
+    /// Where the next page starts when this one is full (more candidates may follow); `None` when
+    /// the scan is complete.
+    pub next: Option<DiscoveryCursor>,
 }
 
 /// The resource tree's storage.
@@ -119,8 +136,12 @@ pub trait Store: Send + Sync + 'static {
     fn newest_or_oldest<'a>(&'a self, pi: &'a str, ty: ResourceType, latest: bool)
     -> StoreFuture<'a, Option<Resource>>;
 
-    /// Candidates for discovery, in creation order.
-    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>>;
+    /// Candidates for discovery, in creation order, one page at a time.
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage>;
+
+    /// The direct children of each of these resources, at most `limit_each` of each (the oldest),
+    /// in one call: child attribute filters look at them.
+    fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>>;
 
     /// Resource IDs whose `et` is before `now`, oldest first, at most `limit`.
     fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>>;

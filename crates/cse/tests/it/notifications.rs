@@ -262,8 +262,15 @@ impl cse::store::Store for SlowAck {
     fn discover<'a>(
         &'a self,
         q: &'a cse::store::DiscoveryQuery,
-    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+    ) -> cse::store::StoreFuture<'a, cse::store::DiscoveryPage> {
         self.inner.discover(q)
+    }
+    fn children_of<'a>(
+        &'a self,
+        pis: &'a [String],
+        limit_each: usize,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.children_of(pis, limit_each)
     }
     fn expired<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
         self.inner.expired(now, limit)
