@@ -70,9 +70,6 @@ impl AcpRules {
 pub struct AccessCache {
     acps: RwLock<HashMap<String, Arc<AcpRules>>>,
     subs: RwLock<HashMap<String, Arc<Vec<Resource>>>>,
-    /// Notifications sent per subscription with an expiration counter (`exc`). Kept in memory: a
-    /// restart starts the count again.
-    pub(crate) sent: parking_lot::Mutex<HashMap<String, u64>>,
     /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
     /// instances to a container reads nothing: the store's readers lose their page cache at every
     /// commit. Only their attributes are used, never the counters the store changes on its own;
@@ -92,7 +89,6 @@ impl AccessCache {
     pub(crate) fn clear(&self) {
         self.acps.write().clear();
         self.subs.write().clear();
-        self.sent.lock().clear();
         self.parents.write().clear();
     }
 

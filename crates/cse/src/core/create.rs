@@ -7,6 +7,7 @@ use onem2m::{
 };
 use serde_json::{Map, Value, json};
 
+use super::events::event;
 use super::render::{address, result_content};
 use super::{Cse, Ctx, Deadline, Orig, Target, ids, store_error};
 use crate::resource::Resource;
@@ -111,7 +112,7 @@ impl Cse {
         if ty == ResourceType::Ae {
             // The parent's ACP is not checked for an AE registration; the registration rules are.
             let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
-            return self.register_ae(req, rcn, &parent, new, &requested, ctx, now, dl).await;
+            return self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await;
         }
         let (res, instance) = {
             // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
@@ -130,13 +131,18 @@ impl Cse {
         if ty == ResourceType::Subscription {
             self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
+        let created =
+            event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
+        let pending = self.pending(&parent, created).await;
         self.before(dl)?;
         let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
-        self.store.apply(Tx::one(write)).await.map_err(store_error)?;
+        let mut tx = Tx::one(write);
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(store_error)?;
         if ty == ResourceType::Subscription {
             self.cache.forget_subs(parent.ri());
         }
-        self.emit(&parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+        self.deliver(pending, &res, None, &out).await;
 
         let mut resp = Response::new(Rsc::Created, &req.rqi);
         resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
@@ -154,18 +160,23 @@ impl Cse {
         parent: &Resource,
         new: super::types::NewAe,
         requested: &Map<String, Value>,
+        orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
         dl: Deadline,
     ) -> Result<Response, Error> {
         let super::types::NewAe { res, acp, grant, app_id } = new;
+        let created =
+            event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
+        let pending = self.pending(parent, created).await;
         // The registry lookup may have been slow; nothing is written once the request expired.
         self.before(dl)?;
         let mut tx = Tx::one(Write::Create(res.clone()));
         if let Some(acp) = &acp {
             tx.writes.push(Write::Create(acp.clone()));
         }
-        self.store.apply(tx).await.map_err(|e| match e {
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(|e| match e {
             StoreError::DuplicateRi(_) => {
                 Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
             }
@@ -183,7 +194,7 @@ impl Cse {
             };
             a.admitted(&reg, g, acp.as_ref().map(Resource::ri)).await;
         }
-        self.emit(parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+        self.deliver(pending, &res, None, &out).await;
         let mut resp = Response::new(Rsc::Created, &req.rqi);
         resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
         resp.pc = result_content(&res, rcn, req.drt, Some(requested));

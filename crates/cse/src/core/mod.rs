@@ -15,6 +15,7 @@ mod events;
 mod ids;
 mod render;
 mod retrieve;
+mod subscription;
 mod sweep;
 mod types;
 mod update;
@@ -265,7 +266,7 @@ impl Cse {
         for stem in a.aes_of(app_id) {
             match self.store.get(&stem).await {
                 Ok(Some(ae)) => {
-                    if let Err(e) = self.remove(&ae).await {
+                    if let Err(e) = self.remove(&ae, None).await {
                         tracing::warn!(ae = %stem, error = %e, "cannot delete the AE of a revoked App-ID");
                     }
                 }
@@ -356,7 +357,13 @@ impl Cse {
         match req.op {
             Operation::Create => self.create(&req, rv, &orig, ctx, now, dl).await,
             // A retrieve changes nothing: all of it may be cut short.
-            Operation::Retrieve => self.within(dl, self.retrieve(&req, &orig, ctx, dl)).await,
+            Operation::Retrieve => {
+                let (resp, monitored) = self.within(dl, self.retrieve(&req, &orig, ctx, dl)).await?;
+                if let Some((pending, res)) = monitored {
+                    self.deliver_now(pending, &res).await;
+                }
+                Ok(resp)
+            }
             Operation::Update => self.update(&req, &orig, ctx, now, dl).await,
             Operation::Delete => self.delete(&req, &orig, ctx, dl).await,
             Operation::Notify => self.notify(&req, &orig, dl).await,

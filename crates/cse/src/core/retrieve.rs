@@ -24,6 +24,7 @@ use onem2m::{
 use serde_json::Value;
 
 use super::create::rcn;
+use super::events::{Pending, event};
 use super::render::{references, uri_list, with_children, with_references};
 use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::resource::Resource;
@@ -130,6 +131,10 @@ fn store_evaluates_all(fc: &FilterCriteria) -> bool {
         && fc.atr.is_empty()
 }
 
+/// A retrieve's answer, and the notifications of the operation monitors it triggered (sent after
+/// the answer is ready, outside its deadline).
+pub(crate) type Retrieved = (Response, Option<(Pending, Resource)>);
+
 impl Cse {
     pub(crate) async fn retrieve(
         &self,
@@ -137,18 +142,26 @@ impl Cse {
         orig: &Orig,
         ctx: &Ctx,
         dl: Deadline,
-    ) -> Result<Response, Error> {
+    ) -> Result<Retrieved, Error> {
         let target = self.resolve(&req.to).await?;
         let res = match target {
             Target::Resource(r) => r,
-            Target::Latest(cnt) => return self.retrieve_instance(req, orig, &cnt, true).await,
-            Target::Oldest(cnt) => return self.retrieve_instance(req, orig, &cnt, false).await,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
+            Target::Latest(cnt) => return Ok((self.retrieve_instance(req, orig, &cnt, true).await?, None)),
+            Target::Oldest(cnt) => return Ok((self.retrieve_instance(req, orig, &cnt, false).await?, None)),
+            Target::FanOut { group, rest } => return Ok((self.fan_out(req, group, &rest, orig, ctx, dl).await?, None)),
         };
         if req.is_discovery() {
-            return self.discover(req, &res, orig).await;
+            return Ok((self.discover(req, &res, orig).await?, None));
         }
         self.check_access(&res, orig, Operation::Retrieve.acop_bit()).await?;
+        let resp = self.retrieve_resource(req, orig, res.clone()).await?;
+        // Operation monitors (`om`) are told of retrieves of the resource itself.
+        let pending = self.pending(&res, event(None, Some(Operation::Retrieve), &orig.id, &res, None)).await;
+        Ok((resp, (!pending.is_empty()).then_some((pending, res))))
+    }
+
+    /// The answer to a retrieve of `res` that the originator may retrieve.
+    async fn retrieve_resource(&self, req: &Request, orig: &Orig, res: Resource) -> Result<Response, Error> {
         use ResultContent::*;
         let rcn = rcn(
             req,

@@ -74,26 +74,6 @@ fn check_poa(v: Option<&Value>) -> Result<(), Error> {
     Ok(())
 }
 
-/// `enc` (eventNotificationCriteria): the members Warden evaluates are checked; others are kept.
-fn check_enc(v: Option<&Value>) -> Result<(), Error> {
-    let Some(enc) = v else { return Ok(()) };
-    let obj = enc.as_object().ok_or_else(|| Error::bad_request("enc must be an object"))?;
-    if let Some(net) = obj.get("net") {
-        let ok = net
-            .as_array()
-            .is_some_and(|a| a.iter().all(|n| n.as_i64().and_then(NotificationEventType::from_num).is_some()));
-        if !ok {
-            return Err(Error::bad_request("enc.net must be a list of notification event types (1-8)"));
-        }
-    }
-    if let Some(chty) = obj.get("chty")
-        && !chty.as_array().is_some_and(|a| a.iter().all(Value::is_u64))
-    {
-        return Err(Error::bad_request("enc.chty must be a list of resource types"));
-    }
-    Ok(())
-}
-
 fn check_nct(v: Option<&Value>) -> Result<(), Error> {
     match v.map(|v| v.as_i64().and_then(NotificationContentType::from_num)) {
         None => Ok(()),
@@ -415,7 +395,9 @@ impl Cse {
     }
 
     async fn check_subscription(&self, attrs: &Map<String, Value>) -> Result<(), Error> {
-        check_enc(attrs.get("enc"))?;
+        super::subscription::Criteria::parse(attrs.get("enc"))?;
+        super::subscription::check_supported(attrs)?;
+        super::subscription::check_subscriber(attrs.get("su"))?;
         check_nct(attrs.get("nct"))?;
         if attrs.get("exc").and_then(Value::as_u64) == Some(0) {
             return Err(Error::bad_request("exc must be at least 1"));
@@ -587,8 +569,6 @@ mod tests {
         assert!(check_serializations(Some(&json!(["application/xml"]))).is_err());
         check_poa(Some(&json!(["http://h:1", "mqtt://b"]))).unwrap();
         assert!(check_poa(Some(&json!(["nowhere"]))).is_err());
-        check_enc(Some(&json!({"net": [1, 3], "chty": [4]}))).unwrap();
-        assert!(check_enc(Some(&json!({"net": [9]}))).is_err());
         assert!(check_nct(Some(&json!(4))).is_err());
     }
 }

@@ -6,6 +6,7 @@ use onem2m::{Error, NotificationEventType, Operation, Request, ResourceType, Res
 use serde_json::Value;
 
 use super::create::{body_attrs, rcn};
+use super::events::event;
 use super::render::result_content;
 use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::store::{Tx, Write};
@@ -72,8 +73,18 @@ impl Cse {
         if res.ty == ResourceType::Subscription && changed.contains_key("nu") {
             self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
+        let updated = event(
+            Some(NotificationEventType::UpdateOfResource),
+            Some(Operation::Update),
+            &orig.id,
+            &res,
+            Some(&changed),
+        );
+        let pending = self.pending(&res, updated).await;
         self.before(dl)?;
-        self.store.apply(Tx::one(Write::Update(res.clone()))).await.map_err(store_error)?;
+        let mut tx = Tx::one(Write::Update(res.clone()));
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(store_error)?;
         self.cache.forget_parents(&res.srn);
         match res.ty {
             ResourceType::AccessControlPolicy => self.cache.forget_acp(res.ri()),
@@ -82,7 +93,7 @@ impl Cse {
         }
         // Re-read for the counters the store keeps (st, and a container's quotas applied).
         let res = self.store.get(res.ri()).await.map_err(store_error)?.unwrap_or(res);
-        self.emit(&res, NotificationEventType::UpdateOfResource, &res, Some(&changed)).await;
+        self.deliver(pending, &res, Some(&changed), &out).await;
 
         let mut resp = Response::new(Rsc::Updated, &req.rqi);
         resp.pc = result_content(&res, rcn, req.drt, Some(&changed));

@@ -54,6 +54,11 @@ pub enum Write {
     Update(Resource),
     /// Remove a resource and everything below it. The parent container's counters follow.
     Delete(String),
+    /// Count a notification of subscription `sub` against its expiration counter: the count goes up
+    /// by one unless it has reached `limit` (or the subscription is gone). The result is in
+    /// [`TxOutcome::counted`]. In the transaction of the event it notifies of, so that the count
+    /// survives a restart exactly.
+    CountNotification { sub: String, limit: u64 },
 }
 
 /// Writes applied together, atomically.
@@ -79,6 +84,9 @@ pub struct TxOutcome {
     pub removed_aes: Vec<String>,
     /// How many resources were removed in all.
     pub removed: u64,
+    /// For each [`Write::CountNotification`]: the subscription and its count after this
+    /// notification, or `None` when it had reached its limit or is gone (nothing may be sent).
+    pub counted: Vec<(String, Option<u64>)>,
 }
 
 /// What discovery looks for below a resource. Conditions on indexed columns are evaluated by the

@@ -68,6 +68,9 @@ UPDATE resources SET
 WHERE ty = 3;
 ";
 
+/// How many notifications each subscription has sent, for its expiration counter (`exc`).
+const MIGRATION_3: &str = "ALTER TABLE resources ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;";
+
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
 const MAX_GROUP: usize = 512;
@@ -131,6 +134,7 @@ enum Prepared {
     CreateInstance(Encoded),
     Update(Encoded),
     Delete(String),
+    Count(String, i64),
 }
 
 fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
@@ -142,6 +146,9 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
                 Write::CreateInstance(r) => Prepared::CreateInstance(Encoded::encode(&r)?),
                 Write::Update(r) => Prepared::Update(Encoded::encode(&r)?),
                 Write::Delete(ri) => Prepared::Delete(ri),
+                Write::CountNotification { sub, limit } => {
+                    Prepared::Count(sub, i64::try_from(limit).unwrap_or(i64::MAX))
+                }
             })
         })
         .collect()
@@ -243,6 +250,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if v < 2 {
         conn.execute_batch(&format!("BEGIN; {MIGRATION_2} INSERT INTO schema_version VALUES (2); COMMIT;"))?;
+    }
+    if v < 3 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_3} INSERT INTO schema_version VALUES (3); COMMIT;"))?;
     }
     Ok(())
 }
@@ -570,6 +580,15 @@ fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
             Prepared::CreateInstance(r) => create_instance(c, r, &mut out)?,
             Prepared::Update(r) => update(c, r, &mut out)?,
             Prepared::Delete(ri) => delete(c, ri, &mut out)?,
+            Prepared::Count(sub, limit) => {
+                let sent: Option<i64> = c
+                    .prepare_cached(
+                        "UPDATE resources SET sent = sent + 1 WHERE ri = ?1 AND ty = 23 AND sent < ?2 RETURNING sent",
+                    )
+                    .and_then(|mut s| s.query_row(params![sub, limit], |r| r.get(0)).optional())
+                    .map_err(backend)?;
+                out.counted.push((sub.clone(), sent.map(|n| n as u64)));
+            }
         }
     }
     Ok(out)

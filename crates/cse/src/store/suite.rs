@@ -147,6 +147,22 @@ pub(crate) async fn run(s: &dyn Store) {
     assert_eq!(kids.iter().map(|r| r.ri()).collect::<Vec<_>>(), vec!["cin4", "sub1", "cnt1"]);
     assert_eq!(s.children_of(&["cnt1".into()], 1).await.unwrap().len(), 1);
 
+    // Expiration counters: counted in the transaction, never past the limit.
+    let count = |limit| Write::CountNotification { sub: "sub1".into(), limit };
+    let out = s.apply(Tx { writes: vec![count(2), count(2), count(2)] }).await.unwrap();
+    assert_eq!(out.counted, vec![("sub1".into(), Some(1)), ("sub1".into(), Some(2)), ("sub1".into(), None)]);
+    let gone = s.apply(Tx::one(Write::CountNotification { sub: "nope".into(), limit: 5 })).await.unwrap();
+    assert_eq!(gone.counted, vec![("nope".into(), None)]);
+    let failed = Tx {
+        writes: vec![
+            count(5),
+            Write::Create(res(ResourceType::Container, "cnt1", "Cae1", "cse-in/ae1/dup", json!({}))),
+        ],
+    };
+    assert!(s.apply(failed).await.is_err());
+    let out = s.apply(Tx::one(count(5))).await.unwrap();
+    assert_eq!(out.counted, vec![("sub1".into(), Some(3))], "a failed transaction counted nothing");
+
     // Expiry and maxInstanceAge.
     let later = Timestamp::from_secs(T0 + 7200);
     let expired = s.expired(later, 100).await.unwrap();

@@ -109,23 +109,115 @@ async fn update_with_modified_attributes_and_resource_ids() {
     assert_eq!(sgn(&uri)["nev"]["rep"]["m2m:uri"], json!(cnt_ri));
 }
 
+/// The notifications of one subscription (by its `sur`) that a sink received, in order.
+fn of_sub(sink: &Sink, sur: &str) -> Vec<Value> {
+    sink.received()
+        .iter()
+        .map(|r| sgn(r).clone())
+        .filter(|s| s["sur"] == json!(sur) && s.get("nev").is_some())
+        .collect()
+}
+
+async fn make_sub(s: &Setup, on: &str, body: Value) -> String {
+    let r = Req::create(on, &s.aei, 23, json!({ "m2m:sub": body })).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    format!("/id-in/{}", r.str_at("/m2m:sub/ri"))
+}
+
+async fn add_cin(s: &Setup, con: &str) {
+    let cin = json!({"m2m:cin": {"con": con}});
+    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+}
+
 #[tokio::test]
 async fn expiration_counter_and_deletion_notice() {
     let sink = Sink::start().await;
     let s = setup(&sink.url()).await;
     let subscriber = Sink::start().await;
-    let sub = json!({"m2m:sub": {"rn": "once", "nu": [s.aei], "enc": {"net": [3]}, "exc": 2, "su": subscriber.url()}});
-    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await.rsc, 2001);
+    let sur = make_sub(
+        &s,
+        "/cse-in/ae/cnt",
+        json!({"rn": "once", "nu": [s.aei], "enc": {"net": [3]}, "exc": 2, "su": subscriber.url()}),
+    )
+    .await;
     for i in 0..3 {
-        let cin = json!({"m2m:cin": {"con": format!("v{i}")}});
-        assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+        add_cin(&s, &format!("v{i}")).await;
     }
     let notice = subscriber.wait_for(WAIT, |r| sgn(r)["sud"] == json!(true)).await.expect("deletion notice");
-    assert!(sgn(&notice)["sur"].as_str().unwrap().starts_with("/id-in/sub"));
+    assert_eq!(sgn(&notice)["sur"], json!(sur));
     assert_eq!(Req::get("/cse-in/ae/cnt/once", &s.aei).send(&s.http, &s.cse.url).await.rsc, 4004);
-    // Exactly two notifications reached the target.
-    let count = sink.received().iter().filter(|r| net_is(3)(r)).count();
-    assert_eq!(count, 2);
+    // The subscription was removed within the request that sent its second notification, so the
+    // third instance notified nobody: once two have arrived, no other can.
+    let two = testkit::eventually(WAIT, async || of_sub(&sink, &sur).len() >= 2).await;
+    assert!(two, "two notifications");
+    let got = of_sub(&sink, &sur);
+    assert_eq!(
+        got.iter().map(|n| n["nev"]["rep"]["m2m:cin"]["con"].clone()).collect::<Vec<_>>(),
+        vec![json!("v0"), json!("v1")]
+    );
+}
+
+/// The expiration counter is kept with the subscription: a restart does not start it again.
+#[tokio::test]
+async fn expiration_counter_survives_a_restart() {
+    let sink = Sink::start().await;
+    let mut s = setup(&sink.url()).await;
+    let sur =
+        make_sub(&s, "/cse-in/ae/cnt", json!({"rn": "three", "nu": [s.aei], "enc": {"net": [3]}, "exc": 3})).await;
+    add_cin(&s, "a").await;
+    add_cin(&s, "b").await;
+    assert!(testkit::eventually(WAIT, async || of_sub(&sink, &sur).len() == 2).await, "two before the restart");
+    s.cse = s.cse.restart().await;
+    add_cin(&s, "c").await;
+    assert_eq!(Req::get("/cse-in/ae/cnt/three", &s.aei).send(&s.http, &s.cse.url).await.rsc, 4004, "exc 3 was reached");
+    add_cin(&s, "d").await;
+    assert!(testkit::eventually(WAIT, async || of_sub(&sink, &sur).len() >= 3).await, "the third notification");
+    let cons: Vec<Value> = of_sub(&sink, &sur).iter().map(|n| n["nev"]["rep"]["m2m:cin"]["con"].clone()).collect();
+    assert_eq!(cons, vec![json!("a"), json!("b"), json!("c")]);
+}
+
+/// `atr`, size conditions and operation monitors decide which events notify. Notifications to
+/// one target arrive in order, so an event that should not have notified would show up before
+/// the one that should.
+#[tokio::test]
+async fn criteria_select_the_events() {
+    let sink = Sink::start().await;
+    let s = setup(&sink.url()).await;
+    let by_atr = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"atr": ["lbl"]}, "nct": 2})).await;
+    let by_size = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"net": [3], "sza": 3}})).await;
+    let by_om = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"om": [{"ops": 2, "org": s.aei}]}})).await;
+    let up = |body: Value| Req::update("/cse-in/ae/cnt", &s.aei, json!({ "m2m:cnt": body }));
+    assert_eq!(up(json!({"mni": 9})).send(&s.http, &s.cse.url).await.rsc, 2004);
+    assert_eq!(up(json!({"lbl": ["seen"]})).send(&s.http, &s.cse.url).await.rsc, 2004);
+    add_cin(&s, "ab").await;
+    add_cin(&s, "abcd").await;
+    assert_eq!(Req::get("/cse-in/ae/cnt", "CAdmin").send(&s.http, &s.cse.url).await.rsc, 2000);
+    assert_eq!(Req::get("/cse-in/ae/cnt", &s.aei).send(&s.http, &s.cse.url).await.rsc, 2000);
+    let arrived = testkit::eventually(WAIT, async || {
+        !of_sub(&sink, &by_atr).is_empty() && !of_sub(&sink, &by_size).is_empty() && !of_sub(&sink, &by_om).is_empty()
+    })
+    .await;
+    assert!(arrived, "{:?}", sink.received());
+    let first = |sur: &str| of_sub(&sink, sur).remove(0);
+    assert_eq!(first(&by_atr)["nev"]["rep"]["m2m:cnt"], json!({"lbl": ["seen"]}), "mni was not in atr");
+    assert_eq!(first(&by_size)["nev"]["rep"]["m2m:cin"]["con"], json!("abcd"), "cs 2 is below sza");
+    let om = first(&by_om);
+    assert_eq!(om["nev"]["om"], json!({"ops": 2, "org": s.aei}), "the admin's retrieve was not monitored");
+    assert!(om["nev"].get("net").is_none(), "a retrieve is no event type");
+    assert_eq!(om["nev"]["rep"]["m2m:cnt"]["rn"], json!("cnt"));
+    // Criteria that are not evaluated are refused, not ignored.
+    for (enc, what) in [
+        (json!({"enc": {"md": {"num": 1, "dur": "PT1M"}}}), "md"),
+        (json!({"enc": {"net": [5]}}), "net 5"),
+        (json!({"enc": {"bogus": 1}}), "unknown member"),
+        (json!({"bn": {"num": 2}}), "batchNotify"),
+        (json!({"su": "nowhere"}), "su"),
+    ] {
+        let mut body = enc.as_object().unwrap().clone();
+        body.insert("nu".into(), json!([s.aei]));
+        let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, json!({ "m2m:sub": body })).send(&s.http, &s.cse.url).await;
+        assert_eq!(r.rsc, 4000, "{what}: {}", r.body);
+    }
 }
 
 #[tokio::test]
