@@ -496,61 +496,50 @@ fn acp(rn: &str, pv: Value, pvs: Value) -> Value {
     json!({"m2m:acp": {"rn": rn, "pv": {"acr": pv}, "pvs": {"acr": pvs}}})
 }
 
+/// `by` creates the policy `rn` (saved as `{rn}`) under `parent`, and the container `cnt` under
+/// `parent` that it governs.
+fn guarded(parent: &str, by: &str, rn: &'static str, pv: Value, pvs: Value, cnt: &str) -> [Step; 2] {
+    [
+        step("a policy", create(parent, by, 1, acp(rn, pv, pvs)), 2001).save(rn, "/m2m:acp/ri"),
+        step(
+            "a container under it",
+            create(parent, by, 3, json!({"m2m:cnt": {"rn": cnt, "acpi": [format!("{{{rn}}}")]}})),
+            2001,
+        ),
+    ]
+}
+
 /// Changing `acpi` needs UPDATE in the referenced policies' `pvs` only; anything else needs it in
 /// their `pv` (ONEM2M.md §4, ACP update rule). `{ae2}` has UPDATE in `pv` only, `{ae3}` in `pvs` only.
 fn update_privilege_rows() -> Vec<Step> {
     let owner = json!({"acor": ["{ae1}"], "acop": 63});
-    vec![
-        step(
-            "a policy with UPDATE split between pv and pvs",
-            create(
-                "/cse-in/ae1",
-                "{ae1}",
-                1,
-                acp(
-                    "acpSplit",
-                    json!([{"acor": ["{ae2}"], "acop": 6}, owner]),
-                    json!([{"acor": ["{ae3}"], "acop": 4}, owner]),
-                ),
-            ),
-            2001,
-        )
-        .save("acpSplit", "/m2m:acp/ri"),
-        step(
-            "a container under it",
-            create("/cse-in/ae1", "{ae1}", 3, json!({"m2m:cnt": {"rn": "split", "acpi": ["{acpSplit}"]}})),
-            2001,
-        ),
-        step(
-            "pv-only may change other attributes",
-            update("/cse-in/ae1/split", "{ae2}", json!({"m2m:cnt": {"lbl": ["a"]}})),
-            2004,
-        ),
-        step(
-            "pv-only may not change acpi",
-            update("/cse-in/ae1/split", "{ae2}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"]}})),
-            4103,
-        ),
-        step(
-            "pvs-only may change acpi",
-            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"]}})),
-            2004,
-        ),
-        step(
-            "pvs-only may not change other attributes",
-            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"lbl": ["b"]}})),
-            4103,
-        ),
-        step(
+    let mut t = Vec::from(guarded(
+        "/cse-in/ae1",
+        "{ae1}",
+        "acpSplit",
+        json!([{"acor": ["{ae2}"], "acop": 6}, owner]),
+        json!([{"acor": ["{ae3}"], "acop": 4}, owner]),
+        "split",
+    ));
+    let split =
+        |name, by, body: Value, want| step(name, update("/cse-in/ae1/split", by, json!({ "m2m:cnt": body })), want);
+    t.extend([
+        split("pv-only may change other attributes", "{ae2}", json!({"lbl": ["a"]}), 2004),
+        split("pv-only may not change acpi", "{ae2}", json!({"acpi": ["{acpSplit}"]}), 4103),
+        split("pvs-only may change acpi", "{ae3}", json!({"acpi": ["{acpSplit}"]}), 2004),
+        split("pvs-only may not change other attributes", "{ae3}", json!({"lbl": ["b"]}), 4103),
+        split(
             "pvs-only may not change acpi and others together",
-            update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {"acpi": ["{acpSplit}"], "lbl": ["b"]}})),
+            "{ae3}",
+            json!({"acpi": ["{acpSplit}"], "lbl": ["b"]}),
             4103,
         ),
         step("an empty update needs UPDATE in pv", update("/cse-in/ae1/split", "{ae3}", json!({"m2m:cnt": {}})), 4103),
         step("the labels are ae2's", get("/cse-in/ae1/split", "{ae1}"), 2000).expect("/m2m:cnt/lbl", json!(["a"])),
         step("delete it", delete("/cse-in/ae1/split", "{ae1}"), 2002),
         step("and its policy", delete("/cse-in/ae1/acpSplit", "{ae1}"), 2002),
-    ]
+    ]);
+    t
 }
 
 /// `la`, `ol` and `fopt` are virtual only under a container and a group; elsewhere they are names.
@@ -597,24 +586,8 @@ fn virtual_name_rows(sink: &str) -> Vec<Step> {
 fn context_rows(sink: &str) -> Vec<Step> {
     let owner = json!({"acor": ["{actx}"], "acop": 63});
     let guarded = |rn: &'static str, rule: Value| {
-        vec![
-            step(
-                "a policy with a context",
-                create("/cse-in/actx", "{actx}", 1, acp(rn, json!([rule, owner.clone()]), json!([owner.clone()]))),
-                2001,
-            )
-            .save(rn, "/m2m:acp/ri"),
-            step(
-                "a container under it",
-                create(
-                    "/cse-in/actx",
-                    "{actx}",
-                    3,
-                    json!({"m2m:cnt": {"rn": format!("c-{rn}"), "acpi": [format!("{{{rn}}}")]}}),
-                ),
-                2001,
-            ),
-        ]
+        let cnt = format!("c-{rn}");
+        guarded("/cse-in/actx", "{actx}", rn, json!([rule, owner.clone()]), json!([owner.clone()]), &cnt)
     };
     let read = |rule: Value| json!({"acor": ["{ae2}"], "acop": 2, "acco": rule});
     let mut t = vec![
@@ -739,23 +712,15 @@ fn more_rows() -> Vec<Step> {
             if list.len() == 2 && list.iter().all(|x| x["rsc"] == rsc) { Ok(()) } else { Err(format!("{}", r.body)) }
         }
     };
-    vec![
-        step(
-            "a policy granting CREATE only",
-            create(
-                "/cse-in/ae1",
-                "{ae1}",
-                1,
-                acp("acpCreate", json!([{"acor": ["{ae3}"], "acop": 1}, owner]), json!([owner])),
-            ),
-            2001,
-        )
-        .save("acpCreate", "/m2m:acp/ri"),
-        step(
-            "a container under it",
-            create("/cse-in/ae1", "{ae1}", 3, json!({"m2m:cnt": {"rn": "createOnly", "acpi": ["{acpCreate}"]}})),
-            2001,
-        ),
+    let mut t = Vec::from(guarded(
+        "/cse-in/ae1",
+        "{ae1}",
+        "acpCreate",
+        json!([{"acor": ["{ae3}"], "acop": 1}, owner]),
+        json!([owner]),
+        "createOnly",
+    ));
+    t.extend([
         step(
             "subscribing needs RETRIEVE on the subscribed-to resource",
             create("/cse-in/ae1/createOnly", "{ae3}", 23, json!({"m2m:sub": {"nu": ["{ae3}"]}})),
@@ -829,7 +794,8 @@ fn more_rows() -> Vec<Step> {
         .expect("/m2m:grp/cnm", json!(2))
         .expect("/m2m:grp/mt", json!(0)),
         step("a mixed group fans out to both", get("/cse-in/names/g3/fopt", "{names}"), 2000).check(all_rsc(2000)),
-    ]
+    ]);
+    t
 }
 
 const A_ADMIN: &str = "CAdmin";

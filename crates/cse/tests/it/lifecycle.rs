@@ -56,7 +56,8 @@ async fn resources_expire() {
     assert!(aged, "the instance older than mia was not removed");
 }
 
-async fn ut(http: &reqwest::Client, url: &str, cmd: &str) -> (u16, Option<String>) {
+/// Sends an Upper Tester command: the RSC and `X-M2M-UTRSP`.
+pub(crate) async fn ut(http: &reqwest::Client, url: &str, cmd: &str) -> (u16, Option<String>) {
     let r =
         http.post(format!("{url}/__ut__")).header("X-M2M-UTCMD", cmd).header("X-M2M-RI", "ut").send().await.unwrap();
     let rsc = r.headers()["x-m2m-rsc"].to_str().unwrap().parse().unwrap();
@@ -118,16 +119,11 @@ async fn upper_tester_is_off_by_default() {
     let defaults = cse::config::CseConfig::default();
     assert!(!defaults.upper_tester);
     let cse = TestCse::start(CseOptions { cse: defaults, ..CseOptions::default() }).await;
-    let r = client()
-        .post(format!("{}/__ut__", cse.url))
+    let r = Req::new(reqwest::Method::POST, "/__ut__", Some("CAdmin"))
         .header("X-M2M-UTCMD", "Status")
-        .header("X-M2M-RI", "1")
-        .header("X-M2M-RVI", "4")
-        .header("X-M2M-Origin", "CAdmin")
-        .send()
-        .await
-        .unwrap();
+        .send(&client(), &cse.url)
+        .await;
     // Without the Upper Tester, /__ut__ is an ordinary oneM2M target that does not exist.
-    assert_eq!(r.headers()["x-m2m-rsc"], "4004");
-    assert!(r.headers().get("x-m2m-utrsp").is_none());
+    assert_eq!(r.rsc, 4004, "{}", r.body);
+    assert!(r.header("x-m2m-utrsp").is_none());
 }

@@ -294,15 +294,7 @@ async fn request_expiration_stops_before_the_write() {
     assert_eq!(r.rsc, 4008, "{}", r.body);
     assert!(absent("byTime").await);
     // The Upper Tester's short request expiration.
-    let ut = s
-        .http
-        .post(format!("{}/__ut__", s.cse.url))
-        .header("X-M2M-UTCMD", "enableShortRequestExpiration 1")
-        .header("X-M2M-RI", "ut")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ut.headers()["x-m2m-rsc"], "2000");
+    assert_eq!(crate::lifecycle::ut(&s.http, &s.cse.url, "enableShortRequestExpiration 1").await.0, 2000);
     let sub = json!({"m2m:sub": {"rn": "byUt", "nu": [stuck.url()]}});
     let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await;
     assert_eq!(r.rsc, 4008, "{}", r.body);
