@@ -97,6 +97,11 @@ fn header_is(name: &'static str, want: &'static str) -> impl Fn(&Reply) -> Resul
     }
 }
 
+/// HTTP 400 with a reason in `m2m:dbg`.
+fn bad_request_with_reason(r: &Reply) -> Result<(), String> {
+    if r.status == 400 && r.at("/m2m:dbg").is_string() { Ok(()) } else { Err(format!("{} {}", r.status, r.body)) }
+}
+
 fn no_header(name: &'static str) -> impl Fn(&Reply) -> Result<(), String> {
     move |r: &Reply| match r.header(name) {
         None => Ok(()),
@@ -440,13 +445,7 @@ fn table(sink: &str) -> Vec<Step> {
             create("/cse-in/ae1/cnt1", "{ae1}", 4, json!(null)).raw("application/json;ty=4", b"{broken".to_vec()),
             4000,
         )
-        .check(|r| {
-            if r.status == 400 && r.at("/m2m:dbg").is_string() {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, r.body))
-            }
-        }),
+        .check(bad_request_with_reason),
         step(
             "unknown attribute",
             create("/cse-in/ae1/cnt1", "{ae1}", 4, json!({"m2m:cin": {"con": "x", "bogus": 1}})),
@@ -458,13 +457,7 @@ fn table(sink: &str) -> Vec<Step> {
                 .raw("application/cbor;ty=4", vec![0xbf, 0x61, 0x78, 0xff, 0x13]),
             4000,
         )
-        .check(|r| {
-            if r.status == 400 && r.at("/m2m:dbg").is_string() {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, r.body))
-            }
-        }),
+        .check(bad_request_with_reason),
         step(
             "XML is not supported",
             create("/cse-in/ae1/cnt1", "{ae1}", 4, json!(null)).raw("application/xml;ty=4", b"<cin/>".to_vec()),
