@@ -308,9 +308,7 @@ pub(crate) fn check_supported(attrs: &serde_json::Map<String, Value>) -> Result<
 /// `su` (subscriberURI): an http(s) URL, or an AE-ID or CSE-ID, where the deletion notice goes.
 pub(crate) fn check_subscriber(su: Option<&Value>) -> Result<(), Error> {
     let Some(su) = su.and_then(Value::as_str) else { return Ok(()) };
-    let url = su.split_once("://").is_some_and(|(scheme, rest)| {
-        matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(char::is_whitespace)
-    });
+    let url = super::types::is_url(su);
     // A CSE-ID must be written SP-relative or absolute: a bare word would be taken for one.
     let entity = match onem2m::Originator::parse(su) {
         Ok(onem2m::Originator::Ae(_)) => true,

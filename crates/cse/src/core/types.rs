@@ -37,7 +37,7 @@ const SUPPORTED_TYPES: &[ResourceType] = &[
     ResourceType::Subscription,
 ];
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     let Some((scheme, rest)) = s.split_once("://") else { return false };
     matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(char::is_whitespace)
 }
