@@ -182,7 +182,7 @@ enum Removal {
 async fn remove_ae(cse: &Cse, stem: &str) {
     match cse.store.get(stem).await {
         Ok(Some(ae)) => {
-            if let Err(e) = cse.remove(&ae).await {
+            if let Err(e) = cse.remove(&ae, None).await {
                 tracing::warn!(ae = %stem, error = %e, "cannot delete a refused AE");
             }
         }

@@ -98,6 +98,8 @@ const AE: &[Policy] = &[
     p("tren", Bool, O, O),
     p("ape", Str, O, O),
     p("or", Str, O, O),
+    p("tri", Str, O, O),
+    p("trn", Uint, O, O),
 ];
 
 const CNT: &[Policy] = &[
@@ -150,6 +152,8 @@ const SUB: &[Policy] = &[
     p("nct", Uint, O, O),
     p("nec", Uint, O, O),
     p("su", Str, O, NP),
+    p("nse", Bool, O, O),
+    p("nsi", Object, NP, NP),
 ];
 
 const ACP: &[Policy] = &[
@@ -190,7 +194,10 @@ const CSR: &[Policy] = &[
     p("cst", Uint, O, NP),
     p("poa", StrList, O, O),
     p("cb", Str, M, NP),
-    p("csi", Str, M, NP),
+    // The registering CSE's ID; the Registrar replaces it with the originator (ONEM2M.md §4).
+    p("csi", Str, O, NP),
+    p("spi", Str, O, NP),
+    p("ici", Str, O, O),
     p("mei", Str, O, O),
     p("tri", Str, O, O),
     p("rr", Bool, M, O),
@@ -364,6 +371,68 @@ mod tests {
     fn creator_only_as_null() {
         validate(ResourceType::Container, Operation::Create, &attrs(json!({"cr":null}))).unwrap();
         assert!(validate(ResourceType::Container, Operation::Create, &attrs(json!({"cr":"Cx"}))).is_err());
+    }
+
+    /// The attributes of each hosted type as ONEM2M.md §4 lists them: `*` mandatory on CREATE,
+    /// `!` read-only (set by the CSE), `~` not updatable. `con` is mandatory by TS-0004 Table
+    /// 7.4.7.1-3 (ONEM2M.md gives no optionality for it); a contentInstance is never updatable and
+    /// the CSEBase is never created by a request.
+    const ONEM2M_MD: &str = "
+        ae: apn api*~ aei! poa nl rr* csz esi mei srv* regs trps scp tren ape or tri trn
+        cb: csi! spi! ici! cst! csz! ctm! esi! nl poa srt! srv!
+        csr: cst~ poa cb*~ csi~ spi~ ici mei tri rr* nl csz esi trn dcse mtcc egid tren ape srv*
+        cnt: mni mbs mia cni! cbs! li or disr st! cr
+        cin: cnf~ cs! con*~ conr~ or~ dcnt~ dgt~ st! cr
+        sub: nu* enc nct exc su~ bn rl psn pn nsp ln nec gpi nfu cr nse nsi!
+        acp: pv* pvs* adri apri airi
+        grp: mt~ cnm! mnm* mid* macp mtv! csy~ gn ssi nar
+    ";
+    /// The common attributes of ONEM2M.md §4 that a type may have besides its own.
+    const COMMON: &[&str] =
+        &["rn", "ty", "ri", "pi", "ct", "lt", "et", "lbl", "acpi", "at", "aa", "ast", "daci", "cstn", "cr", "st"];
+
+    #[test]
+    fn policies_follow_onem2m_md() {
+        for line in ONEM2M_MD.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (short, list) = line.split_once(':').unwrap();
+            let ty = [
+                ResourceType::Ae,
+                ResourceType::CseBase,
+                ResourceType::RemoteCse,
+                ResourceType::Container,
+                ResourceType::ContentInstance,
+                ResourceType::Subscription,
+                ResourceType::AccessControlPolicy,
+                ResourceType::Group,
+            ]
+            .into_iter()
+            .find(|t| t.short_name() == short)
+            .unwrap();
+            let mut listed = Vec::new();
+            for entry in list.split_whitespace() {
+                let name = entry.trim_end_matches(['*', '!', '~']);
+                listed.push(name);
+                let pol = policy(ty, name).unwrap_or_else(|| panic!("{short}: {name} has no policy"));
+                let mandatory = entry.contains('*');
+                assert_eq!(pol.create == Opt::Mandatory, mandatory, "{short}.{name}: mandatory on create");
+                let read_only = entry.contains('!') || ty == ResourceType::CseBase && !matches!(name, "nl" | "poa");
+                if read_only || ty == ResourceType::CseBase {
+                    assert_eq!(pol.create, Opt::NotPresent, "{short}.{name}: not settable on create");
+                }
+                if read_only || entry.contains('~') {
+                    assert_eq!(pol.update, Opt::NotPresent, "{short}.{name}: not updatable");
+                } else if pol.create != Opt::NullOnly {
+                    assert_ne!(pol.update, Opt::NotPresent, "{short}.{name}: updatable");
+                }
+            }
+            for pol in type_policies(ty).unwrap() {
+                assert!(
+                    listed.contains(&pol.name) || COMMON.contains(&pol.name),
+                    "{short}.{} is not an attribute of ONEM2M.md §4",
+                    pol.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Access control (TS-0001 §9.6.2): `acpi` with the `pv` of the referenced policies, an ACP's own
-//! `pvs`, `acor` with originator IDs, `all` and wildcards, `acop` bit masks, and the default when a
-//! resource has no `acpi`: only its creator. The admin originator and the CSE itself have full access.
+//! `pvs`, `acor` with originator IDs, `all` and wildcards, `acop` bit masks, the contexts of a rule
+//! (`acco`: time windows and IP addresses, see [`super::context`]), the authentication flag `acaf`
+//! (true: the rule applies only over a security association or with the admin token), and the
+//! default when a resource has no `acpi`: only its creator. The admin originator and the CSE itself
+//! have full access. `acod` (object details) is refused at create: a rule narrowed by it would grant
+//! more than it says if it were ignored.
 //!
 //! Parsed policies and the subscriptions of each resource are cached, so that an access check or a
 //! notification check costs no database round trip on the hot path, and discovery checks a whole
@@ -14,7 +18,8 @@ use onem2m::{Error, ResourceType, Rsc};
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::{Cse, store_error};
+use super::context::{Context, RequestContext, parse_contexts, validate_contexts};
+use super::{Cse, Orig, store_error};
 use crate::resource::Resource;
 
 /// Bounds on the caches; when one is full it is emptied and refilled on demand.
@@ -22,12 +27,24 @@ const MAX_CACHED_ACPS: usize = 50_000;
 const MAX_CACHED_SUB_LISTS: usize = 100_000;
 const MAX_CACHED_PARENTS: usize = 10_000;
 
-/// One access control rule: who, and which operations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One access control rule: who, which operations, in which contexts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Acr {
     /// Originators, normalised; `all` and wildcard patterns as given.
     pub(crate) acor: Vec<String>,
     pub(crate) acop: u32,
+    /// `acco`: the rule applies in any of these; empty means in any context.
+    pub(crate) contexts: Vec<Context>,
+    /// `acaf`: the rule applies only to an authenticated originator.
+    pub(crate) acaf: bool,
+}
+
+/// Who asks, and the circumstances a rule's contexts are checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asker<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) authenticated: bool,
+    pub(crate) rc: RequestContext,
 }
 
 /// The parsed `pv` and `pvs` of an accessControlPolicy.
@@ -38,8 +55,13 @@ pub(crate) struct AcpRules {
 }
 
 impl AcpRules {
-    fn allows(rules: &[Acr], orig: &str, bit: u32) -> bool {
-        rules.iter().any(|r| r.acop & bit != 0 && r.acor.iter().any(|a| acor_matches(a, orig)))
+    fn allows(rules: &[Acr], who: &Asker<'_>, bit: u32) -> bool {
+        rules.iter().any(|r| {
+            r.acop & bit != 0
+                && r.acor.iter().any(|a| acor_matches(a, who.id))
+                && (!r.acaf || who.authenticated)
+                && (r.contexts.is_empty() || r.contexts.iter().any(|c| c.satisfied(&who.rc)))
+        })
     }
 }
 
@@ -48,9 +70,6 @@ impl AcpRules {
 pub struct AccessCache {
     acps: RwLock<HashMap<String, Arc<AcpRules>>>,
     subs: RwLock<HashMap<String, Arc<Vec<Resource>>>>,
-    /// Notifications sent per subscription with an expiration counter (`exc`). Kept in memory: a
-    /// restart starts the count again.
-    pub(crate) sent: parking_lot::Mutex<HashMap<String, u64>>,
     /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
     /// instances to a container reads nothing: the store's readers lose their page cache at every
     /// commit. Only their attributes are used, never the counters the store changes on its own;
@@ -70,7 +89,6 @@ impl AccessCache {
     pub(crate) fn clear(&self) {
         self.acps.write().clear();
         self.subs.write().clear();
-        self.sent.lock().clear();
         self.parents.write().clear();
     }
 
@@ -113,9 +131,19 @@ pub(crate) fn validate_privileges(name: &str, v: &Value) -> Result<(), Error> {
     for (i, rule) in acr.iter().enumerate() {
         let obj = rule.as_object().ok_or_else(|| bad(&format!("acr[{i}] must be an object")))?;
         for key in obj.keys() {
-            if !matches!(key.as_str(), "acor" | "acop" | "acco" | "acaf" | "acod") {
-                return Err(bad(&format!("acr[{i}] has an unknown member '{key}'")));
+            match key.as_str() {
+                "acor" | "acop" | "acco" | "acaf" => {}
+                "acod" => {
+                    return Err(bad(&format!("acr[{i}].acod: access control object details are not supported")));
+                }
+                _ => return Err(bad(&format!("acr[{i}] has an unknown member '{key}'"))),
             }
+        }
+        if let Some(acco) = obj.get("acco") {
+            validate_contexts(&format!("{name}: acr[{i}]"), acco)?;
+        }
+        if obj.get("acaf").is_some_and(|v| !v.is_boolean()) {
+            return Err(bad(&format!("acr[{i}].acaf must be a boolean")));
         }
         let acor =
             obj.get("acor").and_then(Value::as_array).ok_or_else(|| bad(&format!("acr[{i}].acor must be a list")))?;
@@ -143,6 +171,13 @@ impl Cse {
                     .map(|a| a.iter().filter_map(Value::as_str).map(|s| self.normalise_id(s)).collect())
                     .unwrap_or_default(),
                 acop: r.get("acop").and_then(Value::as_u64).unwrap_or(0) as u32,
+                // Stored policies were validated; one that no longer parses grants nothing.
+                contexts: match r.get("acco").map(parse_contexts) {
+                    None => Vec::new(),
+                    Some(Ok(c)) => c,
+                    Some(Err(_)) => return Acr { acop: 0, ..Default::default() },
+                },
+                acaf: r.get("acaf").and_then(Value::as_bool).unwrap_or(false),
             })
             .collect()
     }
@@ -197,21 +232,32 @@ impl Cse {
         self.store.get(res.pi()).await.map_err(store_error)
     }
 
+    /// The originator of a request as the rules see it, now.
+    fn asker<'a>(&self, orig: &'a Orig) -> Asker<'a> {
+        Asker {
+            id: &orig.id,
+            authenticated: orig.authenticated,
+            rc: RequestContext { now: self.clock.now(), remote: orig.remote },
+        }
+    }
+
     /// Checks that `orig` may perform `bit` (an `acop` bit) on `res`; 4103 otherwise.
-    pub(crate) async fn check_access(&self, res: &Resource, orig: &str, bit: u32) -> Result<(), Error> {
-        if self.is_privileged(orig) {
+    pub(crate) async fn check_access(&self, res: &Resource, orig: &Orig, bit: u32) -> Result<(), Error> {
+        if self.is_privileged(&orig.id) {
             return Ok(());
         }
+        let who = self.asker(orig);
+        let orig = who.id;
         let parent = self.governing(res).await?;
         let gov = parent.as_ref().unwrap_or(res);
         let ok = match gov.ty {
-            ResourceType::AccessControlPolicy => AcpRules::allows(&self.rules_of(gov).pvs, orig, bit),
+            ResourceType::AccessControlPolicy => AcpRules::allows(&self.rules_of(gov).pvs, &who, bit),
             _ => {
                 let acpi = gov.str_list("acpi");
                 if acpi.is_empty() {
                     gov.creator == orig
                 } else {
-                    self.policies(&acpi).await?.iter().any(|r| AcpRules::allows(&r.pv, orig, bit))
+                    self.policies(&acpi).await?.iter().any(|r| AcpRules::allows(&r.pv, &who, bit))
                 }
             }
         };
@@ -229,10 +275,12 @@ impl Cse {
 
     /// Checks that `orig` may change the `acpi` of a resource: UPDATE in the `pvs` of the policies it
     /// references now (TS-0001 §9.6.2.3).
-    pub(crate) async fn check_acpi_change(&self, res: &Resource, orig: &str) -> Result<(), Error> {
-        if self.is_privileged(orig) {
+    pub(crate) async fn check_acpi_change(&self, res: &Resource, orig: &Orig) -> Result<(), Error> {
+        if self.is_privileged(&orig.id) {
             return Ok(());
         }
+        let who = self.asker(orig);
+        let orig = who.id;
         let current = res.str_list("acpi");
         let ok = if current.is_empty() {
             res.creator == orig
@@ -240,7 +288,7 @@ impl Cse {
             self.policies(&current)
                 .await?
                 .iter()
-                .any(|r| AcpRules::allows(&r.pvs, orig, onem2m::Operation::Update.acop_bit()))
+                .any(|r| AcpRules::allows(&r.pvs, &who, onem2m::Operation::Update.acop_bit()))
         };
         if ok {
             Ok(())
@@ -257,12 +305,14 @@ impl Cse {
     pub(crate) async fn filter_allowed(
         &self,
         found: Vec<Resource>,
-        orig: &str,
+        orig: &Orig,
         bit: u32,
     ) -> Result<Vec<Resource>, Error> {
-        if self.is_privileged(orig) {
+        if self.is_privileged(&orig.id) {
             return Ok(found);
         }
+        let who = self.asker(orig);
+        let orig = who.id;
         // Parents of the resources without acpi.
         let parent_ris: Vec<String> = found
             .iter()
@@ -306,13 +356,13 @@ impl Cse {
                 let g = gov(r);
                 let g = g.as_ref().unwrap_or(r);
                 if g.ty == ResourceType::AccessControlPolicy {
-                    return AcpRules::allows(&self.rules_of(g).pvs, orig, bit);
+                    return AcpRules::allows(&self.rules_of(g).pvs, &who, bit);
                 }
                 let acpi = g.str_list("acpi");
                 if acpi.is_empty() {
                     return g.creator == orig;
                 }
-                acpi.iter().any(|ri| cache.get(*ri).is_some_and(|rules| AcpRules::allows(&rules.pv, orig, bit)))
+                acpi.iter().any(|ri| cache.get(*ri).is_some_and(|rules| AcpRules::allows(&rules.pv, &who, bit)))
             })
             .collect())
     }
@@ -363,17 +413,42 @@ mod tests {
             json!({"acr": [{"acor": ["all"], "acop": 0}]}),
             json!({"acr": [{"acor": ["all"], "acop": 64}]}),
             json!({"acr": [{"acor": ["all"], "acop": 1, "x": 1}]}),
+            json!({"acr": [{"acor": ["all"], "acop": 1, "acod": [{"chty": [4]}]}]}),
+            json!({"acr": [{"acor": ["all"], "acop": 1, "acaf": "yes"}]}),
+            json!({"acr": [{"acor": ["all"], "acop": 1, "acco": [{"aclr": {"accc": ["DE"]}}]}]}),
+            json!({"acr": [{"acor": ["all"], "acop": 1, "acco": [{"actw": ["every day"]}]}]}),
         ] {
             assert!(validate_privileges("pv", &bad).is_err(), "{bad}");
         }
     }
 
+    fn who<'a>(id: &'a str, authenticated: bool, ip: &str) -> Asker<'a> {
+        let now = onem2m::Timestamp::parse("20240315T090000").unwrap(); // a Friday
+        Asker { id, authenticated, rc: RequestContext { now, remote: Some(ip.parse().unwrap()) } }
+    }
+
     #[test]
     fn rule_evaluation() {
-        let rules = vec![Acr { acor: vec!["Cabc".into(), "S*".into()], acop: 2 | 32 }];
-        assert!(AcpRules::allows(&rules, "Cabc", 2));
-        assert!(AcpRules::allows(&rules, "Sdevice", 32));
-        assert!(!AcpRules::allows(&rules, "Cabc", 4));
-        assert!(!AcpRules::allows(&rules, "Cother", 2));
+        let rules = vec![Acr { acor: vec!["Cabc".into(), "S*".into()], acop: 2 | 32, ..Default::default() }];
+        let lan = "10.0.0.1";
+        assert!(AcpRules::allows(&rules, &who("Cabc", false, lan), 2));
+        assert!(AcpRules::allows(&rules, &who("Sdevice", false, lan), 32));
+        assert!(!AcpRules::allows(&rules, &who("Cabc", false, lan), 4));
+        assert!(!AcpRules::allows(&rules, &who("Cother", false, lan), 2));
+    }
+
+    #[test]
+    fn contexts_and_authentication() {
+        let contexts =
+            parse_contexts(&json!([{"actw": ["* * 8-17 * * 1-5 *"], "acip": {"ipv4": ["10.0.0.0/8"]}}])).unwrap();
+        let rules = vec![Acr { acor: vec!["all".into()], acop: 2, contexts, acaf: false }];
+        assert!(AcpRules::allows(&rules, &who("Cx", false, "10.9.9.9"), 2));
+        assert!(!AcpRules::allows(&rules, &who("Cx", false, "192.168.0.1"), 2), "outside the addresses");
+        let mut late = who("Cx", false, "10.9.9.9");
+        late.rc.now = onem2m::Timestamp::parse("20240315T190000").unwrap();
+        assert!(!AcpRules::allows(&rules, &late, 2), "outside the time window");
+        let authenticated_only = vec![Acr { acor: vec!["all".into()], acop: 2, acaf: true, ..Default::default() }];
+        assert!(!AcpRules::allows(&authenticated_only, &who("Cx", false, "10.9.9.9"), 2));
+        assert!(AcpRules::allows(&authenticated_only, &who("Cx", true, "10.9.9.9"), 2));
     }
 }

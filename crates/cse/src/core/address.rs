@@ -53,23 +53,23 @@ impl Cse {
             (r.srn.clone(), Some(r))
         };
 
-        // A virtual resource: `.../la`, `.../ol`, `.../fopt[/more]`.
-        if let Some(i) = rest.iter().position(|s| *s == "fopt") {
-            let group = self.lookup(&base_srn, &rest[..i], base).await?.ok_or_else(|| not_found(to))?;
-            if group.ty != ResourceType::Group {
-                return Err(not_found(to));
+        // A virtual resource: `la`/`ol` of a container, `fopt[/more]` of a group (TS-0004 Table 6.8-1).
+        // These names are virtual only under a parent of that type (and reserved there, see
+        // `create::reserved_name`); elsewhere they are ordinary resource names.
+        for (i, _) in rest.iter().enumerate().filter(|(_, s)| **s == "fopt") {
+            if let Some(group) = self.lookup(&base_srn, &rest[..i], base.clone()).await?
+                && group.ty == ResourceType::Group
+            {
+                let more = rest[i + 1..].join("/");
+                crate::telemetry::target_type(ResourceType::Group);
+                return Ok(Target::FanOut { group, rest: more });
             }
-            let more = rest[i + 1..].join("/");
-            crate::telemetry::target_type(ResourceType::Group);
-            return Ok(Target::FanOut { group, rest: more });
         }
         if let Some((last, parent)) = rest.split_last()
             && (*last == "la" || *last == "ol")
+            && let Some(cnt) = self.lookup(&base_srn, parent, base.clone()).await?
+            && cnt.ty == ResourceType::Container
         {
-            let cnt = self.lookup(&base_srn, parent, base).await?.ok_or_else(|| not_found(to))?;
-            if cnt.ty != ResourceType::Container {
-                return Err(not_found(to));
-            }
             crate::telemetry::target_type(ResourceType::ContentInstance);
             return Ok(if *last == "la" { Target::Latest(cnt) } else { Target::Oldest(cnt) });
         }

@@ -7,8 +7,9 @@ use onem2m::{
 };
 use serde_json::{Map, Value, json};
 
+use super::events::event;
 use super::render::{address, result_content};
-use super::{Cse, Ctx, Orig, Target, ids, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, ids, store_error};
 use crate::resource::Resource;
 use crate::store::{StoreError, Tx, Write};
 
@@ -76,6 +77,7 @@ impl Cse {
         orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         use ResultContent::*;
         let ty = req.ty.ok_or_else(|| Error::bad_request("the resource type (ty) of a CREATE is missing"))?;
@@ -89,7 +91,7 @@ impl Cse {
         )?;
         let parent = match self.resolve_parent(&req.to).await? {
             Target::Resource(r) => r,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
         };
         let requested = body_attrs(req, ty)?;
@@ -110,12 +112,12 @@ impl Cse {
         if ty == ResourceType::Ae {
             // The parent's ACP is not checked for an AE registration; the registration rules are.
             let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
-            return self.register_ae(req, rcn, &parent, new, &requested, ctx, now).await;
+            return self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await;
         }
         let (res, instance) = {
             // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
             if ty != ResourceType::RemoteCse {
-                self.check_access(&parent, &orig.id, Operation::Create.acop_bit()).await?;
+                self.check_access(&parent, orig, Operation::Create.acop_bit()).await?;
             }
             let ri = match ty {
                 ResourceType::RemoteCse => self.remote_cse_ri(orig)?,
@@ -127,14 +129,20 @@ impl Cse {
         };
 
         if ty == ResourceType::Subscription {
-            self.verify_subscription(&res, orig).await?;
+            self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
+        let created =
+            event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
+        let pending = self.pending(&parent, created).await;
+        self.before(dl)?;
         let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
-        self.store.apply(Tx::one(write)).await.map_err(store_error)?;
+        let mut tx = Tx::one(write);
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(store_error)?;
         if ty == ResourceType::Subscription {
             self.cache.forget_subs(parent.ri());
         }
-        self.emit(&parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+        self.deliver(pending, &res, None, &out).await;
 
         let mut resp = Response::new(Rsc::Created, &req.rqi);
         resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
@@ -152,15 +160,23 @@ impl Cse {
         parent: &Resource,
         new: super::types::NewAe,
         requested: &Map<String, Value>,
+        orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         let super::types::NewAe { res, acp, grant, app_id } = new;
+        let created =
+            event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
+        let pending = self.pending(parent, created).await;
+        // The registry lookup may have been slow; nothing is written once the request expired.
+        self.before(dl)?;
         let mut tx = Tx::one(Write::Create(res.clone()));
         if let Some(acp) = &acp {
             tx.writes.push(Write::Create(acp.clone()));
         }
-        self.store.apply(tx).await.map_err(|e| match e {
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(|e| match e {
             StoreError::DuplicateRi(_) => {
                 Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
             }
@@ -178,7 +194,7 @@ impl Cse {
             };
             a.admitted(&reg, g, acp.as_ref().map(Resource::ri)).await;
         }
-        self.emit(parent, NotificationEventType::CreateOfDirectChild, &res, None).await;
+        self.deliver(pending, &res, None, &out).await;
         let mut resp = Response::new(Rsc::Created, &req.rqi);
         resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
         resp.pc = result_content(&res, rcn, req.drt, Some(requested));
@@ -263,11 +279,14 @@ impl Cse {
         rest: &str,
         orig: &Orig,
         ctx: &Ctx,
+        dl: Deadline,
     ) -> Result<Response, Error> {
-        if rest.split('/').any(|s| s == "fopt") {
+        // A member request that reaches a fan-out point again (a group among the members, or a
+        // group that is its own member) would fan out without end.
+        if ctx.binding == super::Binding::Internal {
             return Err(Error::bad_request("nested fan-out is not allowed"));
         }
-        self.check_access(&group, &orig.id, req.op.acop_bit()).await?;
+        self.check_access(&group, orig, req.op.acop_bit()).await?;
         let members: Vec<String> = group.str_list("mid").into_iter().map(str::to_owned).collect();
         if members.is_empty() {
             return Err(Error::new(Rsc::NoMembers, "the group has no members"));
@@ -276,6 +295,10 @@ impl Cse {
         let requests = members.iter().map(|m| {
             let mut r = req.clone();
             r.to = if rest.is_empty() { m.clone() } else { format!("{m}/{rest}") };
+            // The members' requests end when this one does.
+            if let Some(at) = dl.at() {
+                r.rqet = Some(onem2m::AbsRelTime::Absolute(at));
+            }
             let inner = &inner;
             async move {
                 // Members are resolved and checked like any request of this originator.

@@ -1,103 +1,181 @@
 //! Subscriptions and notifications (TS-0001 §10.2.10, TS-0004 §7.5.1): which subscriptions an event
-//! matches, what each notification carries (`nct`), the expiration counter (`exc`), and the
-//! deletion notice to the subscriber (`su`). Delivery is the notifier's: this module only queues.
+//! notifies (by their criteria, see [`super::subscription`]), what each notification carries
+//! (`nct`), the expiration counter (`exc`), and the deletion notice to the subscriber (`su`).
+//! Delivery is the notifier's: this module only queues.
+//!
+//! Which subscriptions an event notifies is decided before the event's transaction, so that each
+//! notification of a subscription with `exc` is counted in that same transaction (the count
+//! survives a restart and is never exceeded); the notifications are queued once it committed.
 
-use onem2m::{NotificationContentType, NotificationEventType, ResourceType};
+use onem2m::{NotificationContentType, NotificationEventType, Operation};
 use serde_json::{Map, Value, json};
 
 use super::Cse;
+use super::access::acor_matches;
+use super::subscription::{Criteria, Event, Trigger};
 use crate::resource::Resource;
+use crate::store::{Tx, TxOutcome, Write};
 
-/// Does `sub` ask for event `net` about `rep`?
-fn wants(sub: &Resource, net: NotificationEventType, rep: &Resource) -> bool {
-    let enc = sub.get("enc");
-    let nets = enc.and_then(|e| e.get("net")).and_then(Value::as_array);
-    let net_ok = match nets {
-        Some(list) if !list.is_empty() => list.iter().any(|n| n.as_u64() == Some(u64::from(net.num()))),
-        _ => net == NotificationEventType::UpdateOfResource,
-    };
-    if !net_ok {
-        return false;
+/// One notification to send once the event is committed.
+#[derive(Debug)]
+struct Item {
+    sub: Resource,
+    trigger: Trigger,
+    /// The subscription's `exc`, when it has one: the notification is counted against it.
+    limit: Option<u64>,
+}
+
+/// The notifications an event causes, decided before its transaction.
+#[derive(Debug, Default)]
+#[must_use = "deliver the notifications once the event is committed"]
+pub(crate) struct Pending {
+    items: Vec<Item>,
+}
+
+impl Pending {
+    /// The counting writes to add to the event's transaction.
+    pub(crate) fn writes(&self) -> impl Iterator<Item = Write> + '_ {
+        self.items
+            .iter()
+            .filter_map(|i| i.limit.map(|limit| Write::CountNotification { sub: i.sub.ri().to_owned(), limit }))
     }
-    if matches!(net, NotificationEventType::CreateOfDirectChild | NotificationEventType::DeleteOfDirectChild)
-        && let Some(chty) = enc.and_then(|e| e.get("chty")).and_then(Value::as_array)
-        && !chty.is_empty()
-    {
-        return chty.iter().any(|t| t.as_u64() == Some(u64::from(rep.ty.num())));
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
-    true
+
+    pub(crate) fn join(mut self, other: Pending) -> Pending {
+        self.items.extend(other.items);
+        self
+    }
 }
 
 impl Cse {
-    /// Notifies the subscribers of `on` of an event about `rep` (`on` itself, or a child of it).
-    pub(crate) async fn emit(
-        &self,
-        on: &Resource,
-        net: NotificationEventType,
-        rep: &Resource,
-        modified: Option<&Map<String, Value>>,
-    ) {
+    /// The notifications the subscriptions of `on` get for `ev`.
+    pub(crate) async fn pending(&self, on: &Resource, ev: Event<'_>) -> Pending {
         match self.subscriptions_of(on.ri()).await {
-            Ok(subs) => self.emit_to(&subs, net, rep, modified).await,
-            Err(e) => tracing::warn!(ri = on.ri(), error = %e, "cannot read subscriptions"),
+            Ok(subs) => self.pending_of(&subs, ev, true),
+            Err(e) => {
+                tracing::warn!(ri = on.ri(), error = %e, "cannot read subscriptions");
+                Pending::default()
+            }
         }
     }
 
-    pub(crate) async fn emit_to(
+    /// The notifications `subs` get for `ev`; `count` false for subscriptions that the event's
+    /// transaction removes anyway.
+    pub(crate) fn pending_of(&self, subs: &[Resource], ev: Event<'_>, count: bool) -> Pending {
+        let items = subs
+            .iter()
+            // A subscription is not told about itself (its own creation under the subscribed-to resource).
+            .filter(|s| s.ri() != ev.rep.ri())
+            .filter_map(|sub| {
+                // Stored subscriptions were validated; one that no longer parses notifies nobody.
+                let criteria = Criteria::parse(sub.get("enc")).ok()?;
+                let trigger = criteria.trigger(&ev, |org| acor_matches(&self.normalise_id(org), ev.originator))?;
+                let limit = if count { sub.get_u64("exc") } else { None };
+                Some(Item { sub: sub.clone(), trigger, limit })
+            })
+            .collect();
+        Pending { items }
+    }
+
+    /// Queues the notifications of a committed event about `rep`, and removes the subscriptions
+    /// whose expiration counter was reached.
+    pub(crate) async fn deliver(
         &self,
-        subs: &[Resource],
-        net: NotificationEventType,
+        pending: Pending,
         rep: &Resource,
         modified: Option<&Map<String, Value>>,
+        out: &TxOutcome,
     ) {
-        // A subscription is not told about itself (its own creation under the subscribed-to resource).
-        for sub in subs.iter().filter(|s| s.ri() != rep.ri() && wants(s, net, rep)) {
-            let nct = sub.get_u64("nct").and_then(|n| NotificationContentType::from_num(n as i64));
-            let representation = match nct {
-                Some(NotificationContentType::ResourceId) => json!({"m2m:uri": rep.ri()}),
-                Some(NotificationContentType::ModifiedAttributes) => match modified {
-                    Some(m) => json!({ rep.ty.member_name(): m }),
-                    None => rep.to_wire(),
-                },
-                _ => rep.to_wire(),
-            };
-            let mut sgn = json!({"nev": {"net": net.num(), "rep": representation}, "sur": self.sp_relative(sub.ri())});
-            if let Some(cr) = sub.get_str("cr") {
-                sgn["cr"] = json!(cr);
-            }
-            let pc = json!({ "m2m:sgn": sgn });
-            for nu in sub.str_list("nu") {
-                match self.notify_target(nu).await {
-                    Ok(t) if !t.urls.is_empty() => self.notifier.enqueue(t, pc.clone()),
-                    Ok(_) => tracing::debug!(nu, "notification target has no point of access"),
-                    Err(e) => tracing::debug!(nu, error = %e, "notification target cannot be resolved"),
+        for item in pending.items {
+            let mut expired = false;
+            if let Some(limit) = item.limit {
+                match out.counted.iter().find(|(ri, _)| ri == item.sub.ri()).and_then(|(_, n)| *n) {
+                    Some(n) => expired = n >= limit,
+                    // The counter had been reached (its removal did not happen) or the
+                    // subscription is gone: nothing more is sent.
+                    None => {
+                        self.expire(&item.sub).await;
+                        continue;
+                    }
                 }
             }
-            self.count_notification(sub).await;
+            self.send(&item.sub, &item.trigger, rep, modified).await;
+            if expired {
+                self.expire(&item.sub).await;
+            }
         }
     }
 
-    /// Counts a notification of `sub`; at its `exc` the subscription is deleted.
-    async fn count_notification(&self, sub: &Resource) {
-        let Some(exc) = sub.get_u64("exc") else { return };
-        let sent = {
-            let mut counts = self.cache.sent.lock();
-            let n = counts.entry(sub.ri().to_owned()).or_insert(0);
-            *n += 1;
-            *n
+    /// Delivers the notifications of an operation that wrote nothing (a monitored retrieve): their
+    /// counts are a transaction of their own.
+    pub(crate) async fn deliver_now(&self, pending: Pending, rep: &Resource) {
+        if pending.is_empty() {
+            return;
+        }
+        let tx = Tx { writes: pending.writes().collect() };
+        let out = if tx.writes.is_empty() {
+            TxOutcome::default()
+        } else {
+            match self.store.apply(tx).await {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count notifications; none sent");
+                    return;
+                }
+            }
         };
-        if sent >= exc {
-            self.cache.sent.lock().remove(sub.ri());
-            if let Err(e) = Box::pin(self.remove(sub)).await {
-                tracing::warn!(ri = sub.ri(), error = %e, "cannot delete a subscription at its expiration counter");
+        self.deliver(pending, rep, None, &out).await;
+    }
+
+    /// Queues one notification of `sub`.
+    async fn send(&self, sub: &Resource, trigger: &Trigger, rep: &Resource, modified: Option<&Map<String, Value>>) {
+        let nct = sub.get_u64("nct").and_then(|n| NotificationContentType::from_num(n as i64));
+        let representation = match nct {
+            Some(NotificationContentType::ResourceId) => json!({"m2m:uri": rep.ri()}),
+            Some(NotificationContentType::ModifiedAttributes) => match modified {
+                Some(m) => json!({ rep.ty.member_name(): m }),
+                None => rep.to_wire(),
+            },
+            _ => rep.to_wire(),
+        };
+        let mut nev = json!({"rep": representation});
+        if let Some(net) = trigger.net {
+            nev["net"] = json!(net.num());
+        }
+        if let Some(om) = &trigger.om {
+            nev["om"] = om.clone();
+        }
+        let mut sgn = json!({"nev": nev, "sur": self.sp_relative(sub.ri())});
+        if let Some(cr) = sub.get_str("cr") {
+            sgn["cr"] = json!(cr);
+        }
+        let pc = json!({ "m2m:sgn": sgn });
+        for nu in sub.str_list("nu") {
+            match self.notify_target(nu).await {
+                Ok(t) if !t.urls.is_empty() => self.notifier.enqueue(t, pc.clone()),
+                Ok(_) => tracing::debug!(nu, "notification target has no point of access"),
+                Err(e) => tracing::debug!(nu, error = %e, "notification target cannot be resolved"),
+            }
+        }
+    }
+
+    /// Removes a subscription whose expiration counter was reached.
+    async fn expire(&self, sub: &Resource) {
+        match Box::pin(self.remove(sub, None)).await {
+            Ok(()) => {}
+            Err(e) if e.rsc == onem2m::Rsc::NotFound => {}
+            Err(e) => {
+                tracing::warn!(ri = sub.ri(), error = %e, "cannot delete a subscription at its expiration counter")
             }
         }
     }
 
     /// Tells the subscriber (`su`) of each removed subscription that it is gone.
     pub(crate) async fn deletion_notices(&self, removed: &[Resource]) {
-        for sub in removed.iter().filter(|s| s.ty == ResourceType::Subscription) {
-            self.cache.sent.lock().remove(sub.ri());
+        for sub in removed.iter().filter(|s| s.ty == onem2m::ResourceType::Subscription) {
             let Some(su) = sub.get_str("su") else { continue };
             let pc = json!({"m2m:sgn": {"sud": true, "sur": self.sp_relative(sub.ri())}});
             match self.notify_target(su).await {
@@ -106,4 +184,15 @@ impl Cse {
             }
         }
     }
+}
+
+/// An event of `op` by `originator` about `rep`.
+pub(crate) fn event<'a>(
+    net: Option<NotificationEventType>,
+    op: Option<Operation>,
+    originator: &'a str,
+    rep: &'a Resource,
+    modified: Option<&'a Map<String, Value>>,
+) -> Event<'a> {
+    Event { net, op, originator, rep, modified }
 }

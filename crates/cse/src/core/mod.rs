@@ -8,22 +8,27 @@
 
 mod access;
 mod address;
+mod context;
 mod create;
 mod delete;
 mod events;
 mod ids;
 mod render;
 mod retrieve;
+mod subscription;
 mod sweep;
 mod types;
 mod update;
 mod upper_tester;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use onem2m::{Error, Operation, Originator, ReleaseVersion, Request, Response, ResponseType, Rsc, Timestamp};
+use onem2m::{
+    AbsRelTime, Error, Operation, Originator, ReleaseVersion, Request, Response, ResponseType, Rsc, Timestamp,
+};
 use parking_lot::RwLock;
 use serde_json::Value;
 
@@ -130,11 +135,14 @@ pub struct Ctx {
     pub payload_len: usize,
     /// The request proved that it comes from the admin (the binding checked the admin token).
     pub admin_authenticated: bool,
+    /// The address of the peer the request came from, for access control rules restricted to
+    /// addresses (`acco`/`acip`). `None` when the binding has none.
+    pub remote_addr: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
     pub fn plain(binding: Binding) -> Self {
-        Self { binding, sa: None, payload_len: 0, admin_authenticated: false }
+        Self { binding, sa: None, payload_len: 0, admin_authenticated: false, remote_addr: None }
     }
 }
 
@@ -149,6 +157,46 @@ pub struct Tunables {
     pub request_expiration: Option<Duration>,
 }
 
+impl Tunables {
+    /// The settings a configuration starts with (and the Upper Tester's `Reset` restores).
+    pub(crate) fn of(cfg: &CseConfig) -> Self {
+        Self {
+            default_expiration: cfg.default_expiration,
+            expiration_check: Duration::from_secs(1),
+            request_expiration: None,
+        }
+    }
+}
+
+/// When a request stops being worth answering: its request expiration (`rqet`), or now plus the
+/// Upper Tester's short request expiration, whichever comes first.
+///
+/// It is checked before a write is handed to the store, and it bounds the slow steps before one (a
+/// subscription's verification request, a forwarded notification, reads), but never what follows a
+/// commit: a write that was committed is answered as done, with its notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<Timestamp>);
+
+impl Deadline {
+    fn of(now: Timestamp, rqet: Option<AbsRelTime>, short: Option<Duration>) -> Self {
+        let rqet = rqet.map(|t| t.resolve(now));
+        let short = short.map(|d| now.saturating_add(d));
+        Self(match (rqet, short) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// The absolute time, if there is one.
+    pub(crate) fn at(self) -> Option<Timestamp> {
+        self.0
+    }
+
+    fn expired() -> Error {
+        Error::new(Rsc::RequestTimeout, "the request expired before it could be carried out (rqet)")
+    }
+}
+
 /// The request-processing core of a CSE.
 pub struct Cse {
     pub(crate) cfg: Arc<CseConfig>,
@@ -161,12 +209,16 @@ pub struct Cse {
     pub(crate) admission: Option<Arc<Admission>>,
 }
 
-/// A request's originator after normalisation: AE-IDs of this CSE become their stem.
+/// A request's originator after normalisation (AE-IDs of this CSE become their stem), with what
+/// access control rules may ask about the request: where it came from and whether the originator
+/// was authenticated (a security association, or the admin token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Orig {
     /// The normalised form, used for access control and as `cr`.
     pub(crate) id: String,
     pub(crate) kind: Originator,
+    pub(crate) remote: Option<std::net::IpAddr>,
+    pub(crate) authenticated: bool,
 }
 
 impl Cse {
@@ -178,11 +230,7 @@ impl Cse {
         clock: Arc<dyn Clock>,
         admission: Option<Arc<Admission>>,
     ) -> Result<Arc<Self>, Error> {
-        let tunables = Tunables {
-            default_expiration: cfg.default_expiration,
-            expiration_check: Duration::from_secs(1),
-            request_expiration: None,
-        };
+        let tunables = Tunables::of(&cfg);
         let now = clock.now();
         let cse = Arc::new(Self {
             cfg: Arc::new(cfg),
@@ -207,17 +255,23 @@ impl Cse {
     /// Gives the admission engine the AEs it admitted before a restart.
     async fn restore_admissions(&self) -> Result<(), Error> {
         let Some(a) = &self.admission else { return Ok(()) };
-        let q = crate::store::DiscoveryQuery {
+        let mut q = crate::store::DiscoveryQuery {
             root_srn: self.cfg.cse_name.to_string(),
             max_level: Some(1),
             types: vec![onem2m::ResourceType::Ae.num()],
-            limit: usize::MAX,
+            limit: 10_000,
             ..Default::default()
         };
-        for ae in self.store.discover(&q).await.map_err(store_error)? {
-            a.restore(&ae);
+        loop {
+            let page = self.store.discover(&q).await.map_err(store_error)?;
+            for ae in &page.resources {
+                a.restore(ae);
+            }
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Deletes every AE admitted under `app_id` (when the policy deletes revoked AEs).
@@ -226,7 +280,7 @@ impl Cse {
         for stem in a.aes_of(app_id) {
             match self.store.get(&stem).await {
                 Ok(Some(ae)) => {
-                    if let Err(e) = self.remove(&ae).await {
+                    if let Err(e) = self.remove(&ae, None).await {
                         tracing::warn!(ae = %stem, error = %e, "cannot delete the AE of a revoked App-ID");
                     }
                 }
@@ -292,7 +346,7 @@ impl Cse {
                 "non-blocking requests are not supported; send a blocking request",
             ));
         }
-        let orig = self.originator(&req)?;
+        let orig = self.originator(&req, ctx)?;
         if self.admission.is_none()
             && let Some(u) = ctx.sa.as_ref().and_then(|sa| sa.unverified.as_ref())
         {
@@ -323,26 +377,47 @@ impl Cse {
                 a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;
             }
         }
-        let deadline = self.tunables.read().request_expiration;
-        let work = async {
-            match req.op {
-                Operation::Create => self.create(&req, rv, &orig, ctx, now).await,
-                Operation::Retrieve => self.retrieve(&req, &orig, ctx).await,
-                Operation::Update => self.update(&req, &orig, ctx, now).await,
-                Operation::Delete => self.delete(&req, &orig, ctx).await,
-                Operation::Notify => self.notify(&req, &orig).await,
+        let dl = Deadline::of(now, req.rqet, self.tunables.read().request_expiration);
+        match req.op {
+            Operation::Create => self.create(&req, rv, &orig, ctx, now, dl).await,
+            // A retrieve changes nothing: all of it may be cut short.
+            Operation::Retrieve => {
+                let (resp, monitored) = self.within(dl, self.retrieve(&req, &orig, ctx, dl)).await?;
+                if let Some((pending, res)) = monitored {
+                    self.deliver_now(pending, &res).await;
+                }
+                Ok(resp)
             }
-        };
-        match deadline {
-            Some(d) => tokio::time::timeout(d, work)
-                .await
-                .unwrap_or_else(|_| Err(Error::new(Rsc::RequestTimeout, "the request could not be processed in time"))),
-            None => work.await,
+            Operation::Update => self.update(&req, &orig, ctx, now, dl).await,
+            Operation::Delete => self.delete(&req, &orig, ctx, dl).await,
+            Operation::Notify => self.notify(&req, &orig, dl).await,
         }
     }
 
+    /// 4008 if the deadline has passed: called before a write is handed to the store.
+    pub(crate) fn before(&self, dl: Deadline) -> Result<(), Error> {
+        match dl.at() {
+            Some(at) if self.clock.now() >= at => Err(Deadline::expired()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `work`, which must not write, until the deadline at most; 4008 when it passes first.
+    pub(crate) async fn within<T>(
+        &self,
+        dl: Deadline,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let Some(at) = dl.at() else { return work.await };
+        let left = at.since(self.clock.now());
+        if left.is_zero() {
+            return Err(Deadline::expired());
+        }
+        tokio::time::timeout(left, work).await.unwrap_or_else(|_| Err(Deadline::expired()))
+    }
+
     /// Classifies and normalises `From`. Absent is allowed only for AE CREATE (checked there).
-    fn originator(&self, req: &Request) -> Result<Orig, Error> {
+    fn originator(&self, req: &Request, ctx: &Ctx) -> Result<Orig, Error> {
         let raw = req.from.as_deref().unwrap_or("");
         let kind = Originator::parse(raw).map_err(|e| Error::bad_request(format!("originator: {e}")))?;
         let id = match &kind {
@@ -355,7 +430,7 @@ impl Cse {
         if kind == Originator::Empty && !(req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae)) {
             return Err(Error::bad_request("the originator (X-M2M-Origin, From) is missing"));
         }
-        Ok(Orig { id, kind })
+        Ok(Orig { id, kind, remote: ctx.remote_addr, authenticated: ctx.sa.is_some() || ctx.admin_authenticated })
     }
 
     fn is_own_sp(&self, sp: Option<&onem2m::SpId>) -> bool {
@@ -397,20 +472,20 @@ impl Cse {
         format!("{}/{ri}", self.cfg.cse_id)
     }
 
-    async fn notify(&self, req: &Request, orig: &Orig) -> Result<Response, Error> {
+    async fn notify(&self, req: &Request, orig: &Orig, dl: Deadline) -> Result<Response, Error> {
         // A NOTIFY addressed to this CSE or to one of its AEs. Notifications for AEs are forwarded
         // to their point of access; the CSE itself accepts and ignores them.
         let target = self.resolve(&req.to).await?.into_resource(Operation::Notify)?;
         match target.ty {
             onem2m::ResourceType::Ae => {
-                self.check_access(&target, &orig.id, Operation::Notify.acop_bit()).await?;
+                self.check_access(&target, orig, Operation::Notify.acop_bit()).await?;
                 let urls: Vec<String> = target.str_list("poa").into_iter().map(str::to_owned).collect();
                 if urls.is_empty() {
                     return Err(Error::new(Rsc::TargetNotReachable, "the AE has no point of access"));
                 }
                 let t = NotifyTarget { key: target.ri().to_owned(), urls };
                 let pc = req.pc.clone().unwrap_or(Value::Null);
-                let rsc = self.notifier.send_now(&t, pc, self.cfg.verification_timeout).await?;
+                let rsc = self.within(dl, self.notifier.send_now(&t, pc, self.cfg.verification_timeout)).await?;
                 Ok(Response::new(rsc, &req.rqi))
             }
             onem2m::ResourceType::CseBase => Ok(Response::new(Rsc::Ok, &req.rqi)),

@@ -22,7 +22,7 @@ impl Cse {
             if res.ty == onem2m::ResourceType::CseBase {
                 continue;
             }
-            match self.remove(&res).await {
+            match self.remove(&res, None).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.rsc == onem2m::Rsc::NotFound => {}
                 Err(e) => return Err(e),

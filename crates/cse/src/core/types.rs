@@ -44,7 +44,7 @@ const SUPPORTED_TYPES: &[ResourceType] = &[
     ResourceType::Subscription,
 ];
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     let Some((scheme, rest)) = s.split_once("://") else { return false };
     matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(char::is_whitespace)
 }
@@ -77,26 +77,6 @@ fn check_poa(v: Option<&Value>) -> Result<(), Error> {
         if !scheme_ok {
             return Err(Error::bad_request(format!("poa: {s:?} is not a point of access URL")));
         }
-    }
-    Ok(())
-}
-
-/// `enc` (eventNotificationCriteria): the members Warden evaluates are checked; others are kept.
-fn check_enc(v: Option<&Value>) -> Result<(), Error> {
-    let Some(enc) = v else { return Ok(()) };
-    let obj = enc.as_object().ok_or_else(|| Error::bad_request("enc must be an object"))?;
-    if let Some(net) = obj.get("net") {
-        let ok = net
-            .as_array()
-            .is_some_and(|a| a.iter().all(|n| n.as_i64().and_then(NotificationEventType::from_num).is_some()));
-        if !ok {
-            return Err(Error::bad_request("enc.net must be a list of notification event types (1-8)"));
-        }
-    }
-    if let Some(chty) = obj.get("chty")
-        && !chty.as_array().is_some_and(|a| a.iter().all(Value::is_u64))
-    {
-        return Err(Error::bad_request("enc.chty must be a list of resource types"));
     }
     Ok(())
 }
@@ -365,7 +345,7 @@ impl Cse {
             ResourceType::Subscription => {
                 self.check_subscription(&res.attrs).await?;
                 // The subscriber must be allowed to see what it subscribes to.
-                if self.check_access(parent, &orig.id, Operation::Retrieve.acop_bit()).await.is_err() {
+                if self.check_access(parent, orig, Operation::Retrieve.acop_bit()).await.is_err() {
                     return Err(Error::new(
                         Rsc::SubscriptionCreatorHasNoPrivilege,
                         "the subscriber may not retrieve the subscribed-to resource",
@@ -454,7 +434,9 @@ impl Cse {
     }
 
     async fn check_subscription(&self, attrs: &Map<String, Value>) -> Result<(), Error> {
-        check_enc(attrs.get("enc"))?;
+        super::subscription::Criteria::parse(attrs.get("enc"))?;
+        super::subscription::check_supported(attrs)?;
+        super::subscription::check_subscriber(attrs.get("su"))?;
         check_nct(attrs.get("nct"))?;
         if attrs.get("exc").and_then(Value::as_u64) == Some(0) {
             return Err(Error::bad_request("exc must be at least 1"));
@@ -626,8 +608,6 @@ mod tests {
         assert!(check_serializations(Some(&json!(["application/xml"]))).is_err());
         check_poa(Some(&json!(["http://h:1", "mqtt://b"]))).unwrap();
         assert!(check_poa(Some(&json!(["nowhere"]))).is_err());
-        check_enc(Some(&json!({"net": [1, 3], "chty": [4]}))).unwrap();
-        assert!(check_enc(Some(&json!({"net": [9]}))).is_err());
         assert!(check_nct(Some(&json!(4))).is_err());
     }
 }

@@ -6,8 +6,9 @@ use onem2m::{Error, NotificationEventType, Operation, Request, ResourceType, Res
 use serde_json::Value;
 
 use super::create::{body_attrs, rcn};
+use super::events::event;
 use super::render::result_content;
-use super::{Cse, Ctx, Orig, Target, store_error};
+use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::store::{Tx, Write};
 
 impl Cse {
@@ -17,11 +18,12 @@ impl Cse {
         orig: &Orig,
         ctx: &Ctx,
         now: Timestamp,
+        dl: Deadline,
     ) -> Result<Response, Error> {
         use ResultContent::*;
         let mut res = match self.resolve(&req.to).await? {
             Target::Resource(r) => r,
-            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx).await,
+            Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             Target::Latest(_) | Target::Oldest(_) => {
                 return Err(Error::new(Rsc::OperationNotAllowed, "a contentInstance cannot be updated"));
             }
@@ -36,9 +38,13 @@ impl Cse {
         let rcn = rcn(req, Attributes, &[Nothing, Attributes, ModifiedAttributes])?;
         let changed = body_attrs(req, res.ty)?;
         validate(res.ty, Operation::Update, &changed)?;
-        self.check_access(&res, &orig.id, Operation::Update.acop_bit()).await?;
+        // Changing `acpi` needs UPDATE in the `pvs` of the policies it references now; changing
+        // anything else needs UPDATE in their `pv` (TS-0001 §9.6.2; ONEM2M.md §4, ACP).
         if changed.contains_key("acpi") {
-            self.check_acpi_change(&res, &orig.id).await?;
+            self.check_acpi_change(&res, orig).await?;
+        }
+        if changed.is_empty() || changed.keys().any(|k| k != "acpi") {
+            self.check_access(&res, orig, Operation::Update.acop_bit()).await?;
         }
 
         let mut changed = changed;
@@ -65,9 +71,20 @@ impl Cse {
         res.attrs.insert("lt".into(), Value::String(now.to_string()));
 
         if res.ty == ResourceType::Subscription && changed.contains_key("nu") {
-            self.verify_subscription(&res, orig).await?;
+            self.within(dl, self.verify_subscription(&res, orig)).await?;
         }
-        self.store.apply(Tx::one(Write::Update(res.clone()))).await.map_err(store_error)?;
+        let updated = event(
+            Some(NotificationEventType::UpdateOfResource),
+            Some(Operation::Update),
+            &orig.id,
+            &res,
+            Some(&changed),
+        );
+        let pending = self.pending(&res, updated).await;
+        self.before(dl)?;
+        let mut tx = Tx::one(Write::Update(res.clone()));
+        tx.writes.extend(pending.writes());
+        let out = self.store.apply(tx).await.map_err(store_error)?;
         self.cache.forget_parents(&res.srn);
         match res.ty {
             ResourceType::AccessControlPolicy => self.cache.forget_acp(res.ri()),
@@ -76,7 +93,7 @@ impl Cse {
         }
         // Re-read for the counters the store keeps (st, and a container's quotas applied).
         let res = self.store.get(res.ri()).await.map_err(store_error)?.unwrap_or(res);
-        self.emit(&res, NotificationEventType::UpdateOfResource, &res, Some(&changed)).await;
+        self.deliver(pending, &res, Some(&changed), &out).await;
 
         let mut resp = Response::new(Rsc::Updated, &req.rqi);
         resp.pc = result_content(&res, rcn, req.drt, Some(&changed));

@@ -39,6 +39,8 @@ impl Cse {
             "reset" => {
                 self.store.clear().await.map_err(super::store_error)?;
                 self.cache.clear();
+                // Reset restores the configured behaviour too: the short expirations go.
+                *self.tunables.write() = super::Tunables::of(&self.cfg);
                 self.bootstrap().await?;
                 Ok(UtReply::ok(None))
             }
@@ -51,9 +53,10 @@ impl Cse {
                 Ok(UtReply::ok(Some(before.as_secs().to_string())))
             }
             "disableshortresourceexpiration" => {
+                let defaults = super::Tunables::of(&self.cfg);
                 let mut t = self.tunables.write();
-                t.default_expiration = self.cfg.default_expiration;
-                t.expiration_check = Duration::from_secs(1);
+                t.default_expiration = defaults.default_expiration;
+                t.expiration_check = defaults.expiration_check;
                 Ok(UtReply::ok(None))
             }
             "enableshortrequestexpiration" => {

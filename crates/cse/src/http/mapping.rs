@@ -386,7 +386,8 @@ fn apply_query(req: &mut Request, query: &str) -> Result<(), Error> {
             "smf" | "cfs" | "cfq" | "gq" | "arp" => {
                 return Err(Error::new(Rsc::NotImplemented, format!("the filter criterion {k} is not supported")));
             }
-            attr if is_known_attribute(attr) => {
+            // An attribute of the candidate, of a child (`c.`) or of the parent (`p.`).
+            attr if is_known_attribute(attr.strip_prefix("c.").or(attr.strip_prefix("p.")).unwrap_or(attr)) => {
                 for val in &values {
                     fc.atr.push(AttributeFilter { nm: attr.to_owned(), val: Value::String(val.clone()) });
                 }
@@ -641,6 +642,9 @@ mod tests {
         assert_eq!(r.drt, Some(DesiredIdResultType::Unstructured));
         assert_eq!(r.atrl, vec!["ri", "lbl"]);
         assert!(map(Method::GET, "/cse-in?rcn=1", STD, "").unwrap().fc.is_none());
+        let fc = map(Method::GET, "/cse-in?fu=1&c.cnf=text/plain:0&p.rn=x", STD, "").unwrap().fc.unwrap();
+        assert_eq!(fc.atr.iter().map(|a| a.nm.as_str()).collect::<Vec<_>>(), vec!["c.cnf", "p.rn"]);
+        assert_eq!(map(Method::GET, "/cse-in?fu=1&c.bogus=1", STD, "").unwrap_err().rsc, Rsc::BadRequest);
     }
 
     #[test]

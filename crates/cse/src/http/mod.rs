@@ -322,6 +322,7 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
         sa: security_association(&parts.extensions),
         payload_len: bytes.len(),
         admin_authenticated,
+        remote_addr: parts.extensions.get::<Peer>().map(|p| p.remote_addr.ip()),
     };
     let req = match mapping::to_primitive(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers, &bytes) {
         Ok(r) => r,

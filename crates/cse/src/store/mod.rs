@@ -54,6 +54,11 @@ pub enum Write {
     Update(Resource),
     /// Remove a resource and everything below it. The parent container's counters follow.
     Delete(String),
+    /// Count a notification of subscription `sub` against its expiration counter: the count goes up
+    /// by one unless it has reached `limit` (or the subscription is gone). The result is in
+    /// [`TxOutcome::counted`]. In the transaction of the event it notifies of, so that the count
+    /// survives a restart exactly.
+    CountNotification { sub: String, limit: u64 },
 }
 
 /// Writes applied together, atomically.
@@ -79,6 +84,9 @@ pub struct TxOutcome {
     pub removed_aes: Vec<String>,
     /// How many resources were removed in all.
     pub removed: u64,
+    /// For each [`Write::CountNotification`]: the subscription and its count after this
+    /// notification, or `None` when it had reached its limit or is gone (nothing may be sent).
+    pub counted: Vec<(String, Option<u64>)>,
 }
 
 /// What discovery looks for below a resource. Conditions on indexed columns are evaluated by the
@@ -97,8 +105,25 @@ pub struct DiscoveryQuery {
     pub unmodified_since: Option<Timestamp>,
     pub expire_before: Option<Timestamp>,
     pub expire_after: Option<Timestamp>,
+    /// Only candidates after this one: the `next` of the page before.
+    pub after: Option<DiscoveryCursor>,
+    /// Skip this many of the candidates that meet the conditions above.
+    pub offset: usize,
     /// At most this many candidates (in creation order). Bounds memory.
     pub limit: usize,
+}
+
+/// A position in the creation order of discovery candidates, to continue a scan from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryCursor(pub i64);
+
+/// One page of discovery candidates.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryPage {
+    pub resources: Vec<Resource>,
+    /// Where the next page starts when this one is full (more candidates may follow); `None` when
+    /// the scan is complete.
+    pub next: Option<DiscoveryCursor>,
 }
 
 /// The resource tree's storage.
@@ -119,8 +144,12 @@ pub trait Store: Send + Sync + 'static {
     fn newest_or_oldest<'a>(&'a self, pi: &'a str, ty: ResourceType, latest: bool)
     -> StoreFuture<'a, Option<Resource>>;
 
-    /// Candidates for discovery, in creation order.
-    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>>;
+    /// Candidates for discovery, in creation order, one page at a time.
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage>;
+
+    /// The direct children of each of these resources, at most `limit_each` of each (the oldest),
+    /// in one call: child attribute filters look at them.
+    fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>>;
 
     /// Resource IDs whose `et` is before `now`, oldest first, at most `limit`.
     fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>>;

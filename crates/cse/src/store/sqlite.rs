@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DiscoveryQuery, Store, StoreError, StoreFuture, Tx, TxOutcome, Write};
+use super::{DiscoveryCursor, DiscoveryPage, DiscoveryQuery, Store, StoreError, StoreFuture, Tx, TxOutcome, Write};
 use crate::resource::Resource;
 
 /// How far an acknowledged write is guaranteed to survive.
@@ -67,6 +67,9 @@ UPDATE resources SET
     ol = (SELECT min(i.seq) FROM resources i WHERE i.pi = resources.ri AND i.ty = 4)
 WHERE ty = 3;
 ";
+
+/// How many notifications each subscription has sent, for its expiration counter (`exc`).
+const MIGRATION_3: &str = "ALTER TABLE resources ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;";
 
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
@@ -131,6 +134,7 @@ enum Prepared {
     CreateInstance(Encoded),
     Update(Encoded),
     Delete(String),
+    Count(String, i64),
 }
 
 fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
@@ -142,6 +146,9 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
                 Write::CreateInstance(r) => Prepared::CreateInstance(Encoded::encode(&r)?),
                 Write::Update(r) => Prepared::Update(Encoded::encode(&r)?),
                 Write::Delete(ri) => Prepared::Delete(ri),
+                Write::CountNotification { sub, limit } => {
+                    Prepared::Count(sub, i64::try_from(limit).unwrap_or(i64::MAX))
+                }
             })
         })
         .collect()
@@ -243,6 +250,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if v < 2 {
         conn.execute_batch(&format!("BEGIN; {MIGRATION_2} INSERT INTO schema_version VALUES (2); COMMIT;"))?;
+    }
+    if v < 3 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_3} INSERT INTO schema_version VALUES (3); COMMIT;"))?;
     }
     Ok(())
 }
@@ -361,13 +371,30 @@ impl Store for SqliteStore {
         })
     }
 
-    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>> {
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage> {
         let inner = self.inner.clone();
         let q = q.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || inner.read(|c| discover(c, &q)))
                 .await
                 .map_err(|e| backend(format!("discovery task failed: {e}")))?
+        })
+    }
+
+    fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                let mut stmt =
+                    c.prepare_cached(&format!("SELECT {COLUMNS} FROM resources WHERE pi = ?1 ORDER BY seq LIMIT ?2"))?;
+                let limit = i64::try_from(limit_each).unwrap_or(i64::MAX);
+                let mut out = Vec::new();
+                for pi in pis {
+                    for r in stmt.query_map(params![pi, limit], row_to_resource)? {
+                        out.push(r?);
+                    }
+                }
+                Ok(out)
+            })
         })
     }
 
@@ -410,10 +437,10 @@ impl Store for SqliteStore {
     }
 }
 
-fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<Vec<Resource>> {
+fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<DiscoveryPage> {
     use rusqlite::types::Value as Sql;
     let (lo, hi) = subtree_range(&q.root_srn);
-    let mut sql = format!("SELECT {COLUMNS} FROM resources WHERE srn >= ?1 AND srn < ?2");
+    let mut sql = format!("SELECT {COLUMNS}, seq FROM resources WHERE srn >= ?1 AND srn < ?2");
     let mut args: Vec<Sql> = vec![Sql::Text(lo), Sql::Text(hi)];
     let mut cond = |sql: &mut String, clause: &str, v: Sql| {
         args.push(v);
@@ -424,6 +451,9 @@ fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<Vec<Resource
         cond(&mut sql, "length(srn) - length(replace(srn, '/', '')) <=", Sql::Integer(depth));
     }
     let t = |ts: Timestamp| Sql::Integer(ts.micros());
+    if let Some(DiscoveryCursor(seq)) = q.after {
+        cond(&mut sql, "seq >", Sql::Integer(seq));
+    }
     if let Some(x) = q.created_before {
         cond(&mut sql, "ct <", t(x));
     }
@@ -448,8 +478,20 @@ fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<Vec<Resource
     }
     args.push(Sql::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len()));
+    args.push(Sql::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" OFFSET ?{}", args.len()));
     let mut stmt = c.prepare(&sql)?;
-    stmt.query_map(rusqlite::params_from_iter(args), row_to_resource)?.collect()
+    let mut resources = Vec::new();
+    let mut last = None;
+    for row in
+        stmt.query_map(rusqlite::params_from_iter(args), |row| Ok((row_to_resource(row)?, row.get::<_, i64>(9)?)))?
+    {
+        let (r, seq) = row?;
+        resources.push(r);
+        last = Some(seq);
+    }
+    let next = if resources.len() >= q.limit { last.map(DiscoveryCursor) } else { None };
+    Ok(DiscoveryPage { resources, next })
 }
 
 // ---- the writer ----
@@ -538,6 +580,15 @@ fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
             Prepared::CreateInstance(r) => create_instance(c, r, &mut out)?,
             Prepared::Update(r) => update(c, r, &mut out)?,
             Prepared::Delete(ri) => delete(c, ri, &mut out)?,
+            Prepared::Count(sub, limit) => {
+                let sent: Option<i64> = c
+                    .prepare_cached(
+                        "UPDATE resources SET sent = sent + 1 WHERE ri = ?1 AND ty = 23 AND sent < ?2 RETURNING sent",
+                    )
+                    .and_then(|mut s| s.query_row(params![sub, limit], |r| r.get(0)).optional())
+                    .map_err(backend)?;
+                out.counted.push((sub.clone(), sent.map(|n| n as u64)));
+            }
         }
     }
     Ok(out)

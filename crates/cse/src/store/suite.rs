@@ -116,17 +116,52 @@ pub(crate) async fn run(s: &dyn Store) {
         limit: 100,
         ..Default::default()
     };
+    let ris = |p: &super::DiscoveryPage| p.resources.iter().map(|r| r.ri().to_owned()).collect::<Vec<_>>();
     let all = s.discover(&q(None, vec![])).await.unwrap();
-    assert_eq!(all.iter().map(|r| r.ri()).collect::<Vec<_>>(), vec!["Cae1", "cnt1", "cin4", "sub1"]);
-    assert_eq!(s.discover(&q(Some(1), vec![])).await.unwrap().len(), 1);
-    assert_eq!(s.discover(&q(Some(2), vec![])).await.unwrap().len(), 2);
-    assert_eq!(s.discover(&q(None, vec![4, 23])).await.unwrap().len(), 2);
+    assert_eq!(ris(&all), vec!["Cae1", "cnt1", "cin4", "sub1"]);
+    assert_eq!(all.next, None, "a page that is not full ends the scan");
+    assert_eq!(s.discover(&q(Some(1), vec![])).await.unwrap().resources.len(), 1);
+    assert_eq!(s.discover(&q(Some(2), vec![])).await.unwrap().resources.len(), 2);
+    assert_eq!(s.discover(&q(None, vec![4, 23])).await.unwrap().resources.len(), 2);
     let mut narrow = q(None, vec![]);
     narrow.created_after = Some(Timestamp::from_secs(T0 + 1));
-    assert_eq!(s.discover(&narrow).await.unwrap().len(), 1);
-    let mut capped = q(None, vec![]);
-    capped.limit = 2;
-    assert_eq!(s.discover(&capped).await.unwrap().len(), 2);
+    assert_eq!(s.discover(&narrow).await.unwrap().resources.len(), 1);
+    // Pages: a full page says where the next one starts.
+    let mut paged = q(None, vec![]);
+    paged.limit = 2;
+    let first = s.discover(&paged).await.unwrap();
+    assert_eq!(ris(&first), vec!["Cae1", "cnt1"]);
+    paged.after = first.next;
+    let second = s.discover(&paged).await.unwrap();
+    assert_eq!(ris(&second), vec!["cin4", "sub1"]);
+    paged.after = second.next;
+    let third = s.discover(&paged).await.unwrap();
+    assert!(third.resources.is_empty() && third.next.is_none());
+    // An offset skips candidates that meet the conditions.
+    let mut offset = q(None, vec![3, 4, 23]);
+    offset.offset = 1;
+    offset.limit = 1;
+    assert_eq!(ris(&s.discover(&offset).await.unwrap()), vec!["cin4"]);
+    // Children of several parents at once, the oldest first, at most so many each.
+    let kids = s.children_of(&["cnt1".into(), "Cae1".into(), "nope".into()], 10).await.unwrap();
+    assert_eq!(kids.iter().map(|r| r.ri()).collect::<Vec<_>>(), vec!["cin4", "sub1", "cnt1"]);
+    assert_eq!(s.children_of(&["cnt1".into()], 1).await.unwrap().len(), 1);
+
+    // Expiration counters: counted in the transaction, never past the limit.
+    let count = |limit| Write::CountNotification { sub: "sub1".into(), limit };
+    let out = s.apply(Tx { writes: vec![count(2), count(2), count(2)] }).await.unwrap();
+    assert_eq!(out.counted, vec![("sub1".into(), Some(1)), ("sub1".into(), Some(2)), ("sub1".into(), None)]);
+    let gone = s.apply(Tx::one(Write::CountNotification { sub: "nope".into(), limit: 5 })).await.unwrap();
+    assert_eq!(gone.counted, vec![("nope".into(), None)]);
+    let failed = Tx {
+        writes: vec![
+            count(5),
+            Write::Create(res(ResourceType::Container, "cnt1", "Cae1", "cse-in/ae1/dup", json!({}))),
+        ],
+    };
+    assert!(s.apply(failed).await.is_err());
+    let out = s.apply(Tx::one(count(5))).await.unwrap();
+    assert_eq!(out.counted, vec![("sub1".into(), Some(3))], "a failed transaction counted nothing");
 
     // Expiry and maxInstanceAge.
     let later = Timestamp::from_secs(T0 + 7200);

@@ -12,7 +12,7 @@ use cse::http::HttpConfig;
 use cse::notify::NotificationEngine;
 use cse::resource::Resource;
 use cse::server::{Service, ServiceConfig};
-use cse::store::{DiscoveryQuery, SqliteStore, Store, StoreError, StoreFuture, Tx, TxOutcome};
+use cse::store::{DiscoveryPage, DiscoveryQuery, SqliteStore, Store, StoreError, StoreFuture, Tx, TxOutcome};
 use onem2m::{ResourceType, Serialization, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -295,8 +295,11 @@ impl Store for Breakable {
     ) -> StoreFuture<'a, Option<Resource>> {
         self.inner.newest_or_oldest(pi, ty, latest)
     }
-    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, Vec<Resource>> {
+    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage> {
         self.inner.discover(q)
+    }
+    fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>> {
+        self.inner.children_of(pis, limit_each)
     }
     fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
         self.inner.expired(now, limit)

@@ -56,7 +56,8 @@ async fn resources_expire() {
     assert!(aged, "the instance older than mia was not removed");
 }
 
-async fn ut(http: &reqwest::Client, url: &str, cmd: &str) -> (u16, Option<String>) {
+/// Sends an Upper Tester command: the RSC and `X-M2M-UTRSP`.
+pub(crate) async fn ut(http: &reqwest::Client, url: &str, cmd: &str) -> (u16, Option<String>) {
     let r =
         http.post(format!("{url}/__ut__")).header("X-M2M-UTCMD", cmd).header("X-M2M-RI", "ut").send().await.unwrap();
     let rsc = r.headers()["x-m2m-rsc"].to_str().unwrap().parse().unwrap();
@@ -93,16 +94,36 @@ async fn upper_tester() {
 }
 
 #[tokio::test]
+async fn reset_restores_the_expiration_settings() {
+    let cse = TestCse::start(CseOptions::default()).await;
+    let http = client();
+    let default_secs = cse::config::CseConfig::default().default_expiration.as_secs().to_string();
+    // Each enable command answers the value it replaced.
+    assert_eq!(ut(&http, &cse.url, "enableShortResourceExpiration 2").await, (2000, Some(default_secs.clone())));
+    assert_eq!(ut(&http, &cse.url, "enableShortRequestExpiration 3").await, (2000, Some("0".into())));
+    assert_eq!(ut(&http, &cse.url, "Reset").await.0, 2000);
+    // A resource made after Reset gets the configured expiration, not the short one.
+    let ae = json!({"m2m:ae": {"rn": "after", "api": "Nk", "rr": false, "srv": ["4"]}});
+    let r = Req::create("/cse-in", "C", 2, ae).send(&http, &cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let et = onem2m::Timestamp::parse(&r.str_at("/m2m:ae/et")).unwrap();
+    let in_a_day = onem2m::Timestamp::from_micros(cse.service.cse.now().micros() + 86_400_000_000);
+    assert!(et > in_a_day, "et {et} is the short expiration");
+    assert_eq!(cse.service.cse.tunables().request_expiration, None);
+    assert_eq!(ut(&http, &cse.url, "enableShortRequestExpiration 4").await, (2000, Some("0".into())));
+    assert_eq!(ut(&http, &cse.url, "enableShortResourceExpiration 5").await, (2000, Some(default_secs)));
+}
+
+#[tokio::test]
 async fn upper_tester_is_off_by_default() {
-    let mut opts = CseOptions::default();
-    opts.cse.upper_tester = false;
-    let cse = TestCse::start(opts).await;
-    let r = client()
-        .post(format!("{}/__ut__", cse.url))
+    let defaults = cse::config::CseConfig::default();
+    assert!(!defaults.upper_tester);
+    let cse = TestCse::start(CseOptions { cse: defaults, ..CseOptions::default() }).await;
+    let r = Req::new(reqwest::Method::POST, "/__ut__", Some("CAdmin"))
         .header("X-M2M-UTCMD", "Status")
-        .header("X-M2M-RI", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(r.headers()["x-m2m-rsc"], "2000");
+        .send(&client(), &cse.url)
+        .await;
+    // Without the Upper Tester, /__ut__ is an ordinary oneM2M target that does not exist.
+    assert_eq!(r.rsc, 4004, "{}", r.body);
+    assert!(r.header("x-m2m-utrsp").is_none());
 }

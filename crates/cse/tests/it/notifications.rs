@@ -115,23 +115,115 @@ async fn update_with_modified_attributes_and_resource_ids() {
     assert_eq!(sgn(&uri)["nev"]["rep"]["m2m:uri"], json!(cnt_ri));
 }
 
+/// The notifications of one subscription (by its `sur`) that a sink received, in order.
+fn of_sub(sink: &Sink, sur: &str) -> Vec<Value> {
+    sink.received()
+        .iter()
+        .map(|r| sgn(r).clone())
+        .filter(|s| s["sur"] == json!(sur) && s.get("nev").is_some())
+        .collect()
+}
+
+async fn make_sub(s: &Setup, on: &str, body: Value) -> String {
+    let r = Req::create(on, &s.aei, 23, json!({ "m2m:sub": body })).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    format!("/id-in/{}", r.str_at("/m2m:sub/ri"))
+}
+
+async fn add_cin(s: &Setup, con: &str) {
+    let cin = json!({"m2m:cin": {"con": con}});
+    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+}
+
 #[tokio::test]
 async fn expiration_counter_and_deletion_notice() {
     let sink = Sink::start().await;
     let s = setup(&sink.url()).await;
     let subscriber = Sink::start().await;
-    let sub = json!({"m2m:sub": {"rn": "once", "nu": [s.aei], "enc": {"net": [3]}, "exc": 2, "su": subscriber.url()}});
-    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await.rsc, 2001);
+    let sur = make_sub(
+        &s,
+        "/cse-in/ae/cnt",
+        json!({"rn": "once", "nu": [s.aei], "enc": {"net": [3]}, "exc": 2, "su": subscriber.url()}),
+    )
+    .await;
     for i in 0..3 {
-        let cin = json!({"m2m:cin": {"con": format!("v{i}")}});
-        assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+        add_cin(&s, &format!("v{i}")).await;
     }
     let notice = subscriber.wait_for(WAIT, |r| sgn(r)["sud"] == json!(true)).await.expect("deletion notice");
-    assert!(sgn(&notice)["sur"].as_str().unwrap().starts_with("/id-in/sub"));
+    assert_eq!(sgn(&notice)["sur"], json!(sur));
     assert_eq!(Req::get("/cse-in/ae/cnt/once", &s.aei).send(&s.http, &s.cse.url).await.rsc, 4004);
-    // Exactly two notifications reached the target.
-    let count = sink.received().iter().filter(|r| net_is(3)(r)).count();
-    assert_eq!(count, 2);
+    // The subscription was removed within the request that sent its second notification, so the
+    // third instance notified nobody: once two have arrived, no other can.
+    let two = eventually(WAIT, async || of_sub(&sink, &sur).len() >= 2).await;
+    assert!(two, "two notifications");
+    let got = of_sub(&sink, &sur);
+    assert_eq!(
+        got.iter().map(|n| n["nev"]["rep"]["m2m:cin"]["con"].clone()).collect::<Vec<_>>(),
+        vec![json!("v0"), json!("v1")]
+    );
+}
+
+/// The expiration counter is kept with the subscription: a restart does not start it again.
+#[tokio::test]
+async fn expiration_counter_survives_a_restart() {
+    let sink = Sink::start().await;
+    let mut s = setup(&sink.url()).await;
+    let sur =
+        make_sub(&s, "/cse-in/ae/cnt", json!({"rn": "three", "nu": [s.aei], "enc": {"net": [3]}, "exc": 3})).await;
+    add_cin(&s, "a").await;
+    add_cin(&s, "b").await;
+    assert!(eventually(WAIT, async || of_sub(&sink, &sur).len() == 2).await, "two before the restart");
+    s.cse = s.cse.restart().await;
+    add_cin(&s, "c").await;
+    assert_eq!(Req::get("/cse-in/ae/cnt/three", &s.aei).send(&s.http, &s.cse.url).await.rsc, 4004, "exc 3 was reached");
+    add_cin(&s, "d").await;
+    assert!(eventually(WAIT, async || of_sub(&sink, &sur).len() >= 3).await, "the third notification");
+    let cons: Vec<Value> = of_sub(&sink, &sur).iter().map(|n| n["nev"]["rep"]["m2m:cin"]["con"].clone()).collect();
+    assert_eq!(cons, vec![json!("a"), json!("b"), json!("c")]);
+}
+
+/// `atr`, size conditions and operation monitors decide which events notify. Notifications to
+/// one target arrive in order, so an event that should not have notified would show up before
+/// the one that should.
+#[tokio::test]
+async fn criteria_select_the_events() {
+    let sink = Sink::start().await;
+    let s = setup(&sink.url()).await;
+    let by_atr = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"atr": ["lbl"]}, "nct": 2})).await;
+    let by_size = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"net": [3], "sza": 3}})).await;
+    let by_om = make_sub(&s, "/cse-in/ae/cnt", json!({"nu": [s.aei], "enc": {"om": [{"ops": 2, "org": s.aei}]}})).await;
+    let up = |body: Value| Req::update("/cse-in/ae/cnt", &s.aei, json!({ "m2m:cnt": body }));
+    assert_eq!(up(json!({"mni": 9})).send(&s.http, &s.cse.url).await.rsc, 2004);
+    assert_eq!(up(json!({"lbl": ["seen"]})).send(&s.http, &s.cse.url).await.rsc, 2004);
+    add_cin(&s, "ab").await;
+    add_cin(&s, "abcd").await;
+    assert_eq!(Req::get("/cse-in/ae/cnt", "CAdmin").send(&s.http, &s.cse.url).await.rsc, 2000);
+    assert_eq!(Req::get("/cse-in/ae/cnt", &s.aei).send(&s.http, &s.cse.url).await.rsc, 2000);
+    let arrived = eventually(WAIT, async || {
+        !of_sub(&sink, &by_atr).is_empty() && !of_sub(&sink, &by_size).is_empty() && !of_sub(&sink, &by_om).is_empty()
+    })
+    .await;
+    assert!(arrived, "{:?}", sink.received());
+    let first = |sur: &str| of_sub(&sink, sur).remove(0);
+    assert_eq!(first(&by_atr)["nev"]["rep"]["m2m:cnt"], json!({"lbl": ["seen"]}), "mni was not in atr");
+    assert_eq!(first(&by_size)["nev"]["rep"]["m2m:cin"]["con"], json!("abcd"), "cs 2 is below sza");
+    let om = first(&by_om);
+    assert_eq!(om["nev"]["om"], json!({"ops": 2, "org": s.aei}), "the admin's retrieve was not monitored");
+    assert!(om["nev"].get("net").is_none(), "a retrieve is no event type");
+    assert_eq!(om["nev"]["rep"]["m2m:cnt"]["rn"], json!("cnt"));
+    // Criteria that are not evaluated are refused, not ignored.
+    for (enc, what) in [
+        (json!({"enc": {"md": {"num": 1, "dur": "PT1M"}}}), "md"),
+        (json!({"enc": {"net": [5]}}), "net 5"),
+        (json!({"enc": {"bogus": 1}}), "unknown member"),
+        (json!({"bn": {"num": 2}}), "batchNotify"),
+        (json!({"su": "nowhere"}), "su"),
+    ] {
+        let mut body = enc.as_object().unwrap().clone();
+        body.insert("nu".into(), json!([s.aei]));
+        let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, json!({ "m2m:sub": body })).send(&s.http, &s.cse.url).await;
+        assert_eq!(r.rsc, 4000, "{what}: {}", r.body);
+    }
 }
 
 #[tokio::test]
@@ -215,4 +307,163 @@ async fn a_target_that_never_answers_delays_nothing() {
     );
     assert_eq!(stuck.received().len(), 2, "the black holes still hold their first notifications, and no more");
     stuck.release();
+}
+
+/// A request expiration ends a request that waits for something slow before its write — here a
+/// subscription's verification request to a target that never answers — and nothing is written.
+#[tokio::test]
+async fn request_expiration_stops_before_the_write() {
+    let stuck = Sink::start_holding().await;
+    let s = setup(&stuck.url()).await;
+    let absent = |name: &'static str| {
+        let (http, url, aei) = (s.http.clone(), s.cse.url.clone(), s.aei.clone());
+        async move { Req::get(&format!("/cse-in/ae/cnt/{name}"), &aei).send(&http, &url).await.rsc == 4004 }
+    };
+    // rqet, relative: 800 ms from now.
+    let sub = json!({"m2m:sub": {"rn": "byRqet", "nu": [stuck.url()]}});
+    let started = std::time::Instant::now();
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", "800").send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(4), "the verification timeout (5 s) answered, not rqet");
+    assert!(absent("byRqet").await, "an expired request left a subscription behind");
+    // rqet, absolute.
+    let soon = onem2m::Timestamp::from_micros(s.cse.service.cse.now().micros() + 800_000).to_string();
+    let sub = json!({"m2m:sub": {"rn": "byTime", "nu": [stuck.url()]}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", &soon).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(absent("byTime").await);
+    // The Upper Tester's short request expiration.
+    assert_eq!(crate::lifecycle::ut(&s.http, &s.cse.url, "enableShortRequestExpiration 1").await.0, 2000);
+    let sub = json!({"m2m:sub": {"rn": "byUt", "nu": [stuck.url()]}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert!(absent("byUt").await);
+    // A request that finishes in time is carried out, with its notification.
+    stuck.release();
+    let sub = json!({"m2m:sub": {"rn": "inTime", "nu": [stuck.url()], "enc": {"net": [3]}}});
+    let r = Req::create("/cse-in/ae/cnt", &s.aei, 23, sub).header("X-M2M-RET", "20000").send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let cin = json!({"m2m:cin": {"con": "on time"}});
+    assert_eq!(Req::create("/cse-in/ae/cnt", &s.aei, 4, cin).send(&s.http, &s.cse.url).await.rsc, 2001);
+    let got = stuck.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("on time"))).await;
+    assert!(got.is_some(), "the notification of a request answered in time");
+}
+
+/// The real store, whose acknowledgements can be made slow: the write is committed, and only the
+/// answer is late (a disk that takes its time to sync).
+struct SlowAck {
+    inner: cse::store::SqliteStore,
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl cse::store::Store for SlowAck {
+    fn get<'a>(&'a self, ri: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.get(ri)
+    }
+    fn get_by_srn<'a>(&'a self, srn: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.get_by_srn(srn)
+    }
+    fn get_many<'a>(&'a self, ris: &'a [String]) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.get_many(ris)
+    }
+    fn children<'a>(
+        &'a self,
+        pi: &'a str,
+        ty: Option<onem2m::ResourceType>,
+        limit: usize,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.children(pi, ty, limit)
+    }
+    fn newest_or_oldest<'a>(
+        &'a self,
+        pi: &'a str,
+        ty: onem2m::ResourceType,
+        latest: bool,
+    ) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
+        self.inner.newest_or_oldest(pi, ty, latest)
+    }
+    fn discover<'a>(
+        &'a self,
+        q: &'a cse::store::DiscoveryQuery,
+    ) -> cse::store::StoreFuture<'a, cse::store::DiscoveryPage> {
+        self.inner.discover(q)
+    }
+    fn children_of<'a>(
+        &'a self,
+        pis: &'a [String],
+        limit_each: usize,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
+        self.inner.children_of(pis, limit_each)
+    }
+    fn expired<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
+        self.inner.expired(now, limit)
+    }
+    fn aged_instances<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
+        self.inner.aged_instances(now, limit)
+    }
+    fn apply(&self, tx: cse::store::Tx) -> cse::store::StoreFuture<'_, cse::store::TxOutcome> {
+        Box::pin(async move {
+            let out = self.inner.apply(tx).await;
+            if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            out
+        })
+    }
+    fn clear(&self) -> cse::store::StoreFuture<'_, ()> {
+        self.inner.clear()
+    }
+}
+
+/// A write committed after the request's deadline is answered as done, and notifies: the deadline
+/// is never applied after a commit.
+#[tokio::test]
+async fn a_committed_write_is_answered_as_done() {
+    use cse::core::{Binding, Ctx};
+    use onem2m::{Operation, Request, ResourceType};
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SlowAck {
+        inner: cse::store::SqliteStore::open(dir.path(), cse::store::sqlite::Durability::Process).unwrap(),
+        slow: false.into(),
+    });
+    let cfg = cse::config::CseConfig::default();
+    let engine = cse::notify::NotificationEngine::start(cse::notify::NotifyConfig::new(cfg.cse_id.clone())).unwrap();
+    let core = cse::core::Cse::start(cfg, store.clone(), engine, std::sync::Arc::new(cse::core::SystemClock), None)
+        .await
+        .unwrap();
+    let ctx = Ctx::plain(Binding::Http);
+    let request = |op, to: &str, from: &str, ty: Option<ResourceType>, pc: Value| {
+        let mut r = Request::new(op, to, Some(from.to_owned()), "rqi");
+        r.rvi = Some("4".into());
+        r.ty = ty;
+        r.pc = Some(pc);
+        r
+    };
+    let ae = json!({"m2m:ae": {"rn": "ae", "api": "Nn.app", "rr": true, "srv": ["4"], "poa": [sink.url()]}});
+    let r = core.handle(request(Operation::Create, "cse-in", "C", Some(ResourceType::Ae), ae), &ctx).await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "{:?}", r.pc);
+    let aei = r.pc.as_ref().unwrap()["m2m:ae"]["aei"].as_str().unwrap().to_owned();
+    let cnt = json!({"m2m:cnt": {"rn": "cnt"}});
+    let r = core.handle(request(Operation::Create, "cse-in/ae", &aei, Some(ResourceType::Container), cnt), &ctx).await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created);
+    let sub = json!({"m2m:sub": {"nu": [aei], "enc": {"net": [3]}}});
+    let r = core
+        .handle(request(Operation::Create, "cse-in/ae/cnt", &aei, Some(ResourceType::Subscription), sub), &ctx)
+        .await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "{:?}", r.pc);
+
+    assert_eq!(core.upper_tester("enableShortRequestExpiration 1").await.unwrap().rsc, onem2m::Rsc::Ok);
+    store.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cin = json!({"m2m:cin": {"rn": "late", "con": "committed"}});
+    let r = core
+        .handle(request(Operation::Create, "cse-in/ae/cnt", &aei, Some(ResourceType::ContentInstance), cin), &ctx)
+        .await;
+    assert_eq!(r.rsc, onem2m::Rsc::Created, "a committed write was answered {:?}: {:?}", r.rsc, r.pc);
+    store.slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut get = Request::new(Operation::Retrieve, "cse-in/ae/cnt/late", Some(aei.clone()), "rqi2");
+    get.rvi = Some("4".into());
+    assert_eq!(core.handle(get, &ctx).await.rsc, onem2m::Rsc::Ok);
+    let n = sink.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("committed"))).await;
+    assert!(n.is_some(), "the committed write's notification was not sent");
 }
