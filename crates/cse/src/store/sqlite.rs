@@ -71,6 +71,15 @@ WHERE ty = 3;
 /// How many notifications each subscription has sent, for its expiration counter (`exc`).
 const MIGRATION_3: &str = "ALTER TABLE resources ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;";
 
+/// When each contentInstance becomes older than its container's `mia` (µs; NULL without one), with
+/// an index, so that the sweeper finds aged instances without scanning every instance.
+const MIGRATION_4: &str = "
+ALTER TABLE resources ADD COLUMN aged INTEGER;
+UPDATE resources SET aged = ct + (SELECT c.mia FROM resources c WHERE c.ri = resources.pi) * 1000000
+WHERE ty = 4 AND pi IN (SELECT ri FROM resources WHERE mia IS NOT NULL);
+CREATE INDEX resources_aged ON resources(aged) WHERE aged IS NOT NULL;
+";
+
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
 const MAX_GROUP: usize = 512;
@@ -254,6 +263,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if v < 3 {
         conn.execute_batch(&format!("BEGIN; {MIGRATION_3} INSERT INTO schema_version VALUES (3); COMMIT;"))?;
     }
+    if v < 4 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_4} INSERT INTO schema_version VALUES (4); COMMIT;"))?;
+    }
     Ok(())
 }
 
@@ -410,10 +422,7 @@ impl Store for SqliteStore {
     fn aged_instances<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
         Box::pin(async move {
             self.inner.read(|c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT i.ri FROM resources c JOIN resources i ON i.pi = c.ri AND i.ty = 4
-                     WHERE c.mia IS NOT NULL AND i.ct < ?1 - c.mia * 1000000 LIMIT ?2",
-                )?;
+                let mut stmt = c.prepare_cached("SELECT ri FROM resources WHERE aged < ?1 ORDER BY aged LIMIT ?2")?;
                 stmt.query_map(params![now.micros(), limit as i64], |r| r.get(0))?.collect()
             })
         })
@@ -634,16 +643,24 @@ fn create_instance(c: &Connection, r: &Encoded, out: &mut TxOutcome) -> Result<(
     let seq = c.last_insert_rowid();
     // The container's counters follow; no row means the container is gone (the savepoint undoes
     // the insert).
-    let counters: Option<(i64, i64, Option<i64>, Option<i64>)> = c
+    let counters: Option<((i64, i64, Option<i64>, Option<i64>), Option<i64>)> = c
         .prepare_cached(
             "UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2, la = ?3, ol = coalesce(ol, ?3)
-             WHERE ri = ?4 RETURNING cni, cbs, mni, mbs",
+             WHERE ri = ?4 RETURNING cni, cbs, mni, mbs, mia",
         )
         .and_then(|mut s| {
-            s.query_row(params![r.cs, r.ct, seq, r.pi], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?))).optional()
+            s.query_row(params![r.cs, r.ct, seq, r.pi], |x| {
+                Ok(((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?), x.get(4)?))
+            })
+            .optional()
         })
         .map_err(backend)?;
-    let Some(counters) = counters else { return Err(StoreError::NotFound(r.pi.clone())) };
+    let Some((counters, mia)) = counters else { return Err(StoreError::NotFound(r.pi.clone())) };
+    if let Some(mia) = mia {
+        c.prepare_cached("UPDATE resources SET aged = ?1 WHERE seq = ?2")
+            .and_then(|mut s| s.execute(params![aged_at(r.ct, mia), seq]))
+            .map_err(backend)?;
+    }
     trim(c, &r.pi, counters, out)
 }
 
@@ -706,7 +723,29 @@ fn trim(
     repoint(c, ri)
 }
 
+/// When an instance created at `ct` (µs) becomes older than `mia` seconds.
+fn aged_at(ct: i64, mia: i64) -> i64 {
+    ct.saturating_add(mia.saturating_mul(1_000_000))
+}
+
 fn update(c: &Connection, r: &Encoded, out: &mut TxOutcome) -> Result<(), StoreError> {
+    // A container's new `mia` moves the instances' ageing times (only when it changes: the
+    // instances may be many).
+    let old_mia: Option<Option<i64>> = if r.is_container() {
+        c.prepare_cached("SELECT mia FROM resources WHERE ri = ?1")
+            .and_then(|mut s| s.query_row([&r.ri], |x| x.get(0)).optional())
+            .map_err(backend)?
+    } else {
+        None
+    };
+    if old_mia.is_some_and(|old| old != r.mia) {
+        c.prepare_cached(
+            "UPDATE resources SET aged = CASE WHEN ?1 IS NULL THEN NULL ELSE ct + ?1 * 1000000 END
+             WHERE pi = ?2 AND ty = 4",
+        )
+        .and_then(|mut s| s.execute(params![r.mia, r.ri]))
+        .map_err(backend)?;
+    }
     let n = c
         .prepare_cached(
             "UPDATE resources SET attrs = ?1, lt = ?2, et = ?3, st = st + 1, mni = ?4, mbs = ?5, mia = ?6,

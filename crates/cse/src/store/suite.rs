@@ -174,10 +174,29 @@ pub(crate) async fn run(s: &dyn Store) {
     // cin4 was created at T0 + 4: older than 2 s from T0 + 7 on.
     assert_eq!(s.aged_instances(Timestamp::from_secs(T0 + 7), 10).await.unwrap(), vec!["cin4".to_owned()]);
     assert!(s.aged_instances(Timestamp::from_secs(T0 + 6), 10).await.unwrap().is_empty());
+    // An instance created in a container that has a `mia` ages from its own creation time; a new
+    // `mia` moves it, and without one it never ages.
+    let mut c5 = cin(5, "v5");
+    c5.attrs.insert("ri".into(), json!("cin5"));
+    s.apply(Tx::one(Write::CreateInstance(c5))).await.unwrap();
+    let aged = |secs| async move { s.aged_instances(Timestamp::from_secs(T0 + secs), 10).await.unwrap() };
+    assert_eq!(aged(8).await, vec!["cin4".to_owned(), "cin5".to_owned()], "oldest first");
+    assert_eq!(aged(7).await, vec!["cin4".to_owned()]);
+    let mut c = s.get("cnt1").await.unwrap().unwrap();
+    c.attrs.insert("mia".into(), json!(10));
+    s.apply(Tx::one(Write::Update(c.clone()))).await.unwrap();
+    assert!(aged(13).await.is_empty());
+    assert_eq!(aged(16).await, vec!["cin4".to_owned(), "cin5".to_owned()]);
+    c.attrs.remove("mia");
+    s.apply(Tx::one(Write::Update(c.clone()))).await.unwrap();
+    assert!(aged(1_000_000).await.is_empty(), "no mia, no ageing");
+    c.attrs.insert("mia".into(), json!(2));
+    s.apply(Tx::one(Write::Update(c))).await.unwrap();
+    assert_eq!(aged(7).await, vec!["cin4".to_owned()]);
 
     // Deleting a subtree removes everything below and reports subscriptions and AEs.
     let out = s.apply(Tx::one(Write::Delete("Cae1".into()))).await.unwrap();
-    assert_eq!(out.removed, 4);
+    assert_eq!(out.removed, 5, "with cin5 since");
     assert_eq!(out.removed_subscriptions.len(), 1);
     assert_eq!(out.removed_aes, vec!["Cae1".to_owned()]);
     assert!(s.get("cin4").await.unwrap().is_none());
