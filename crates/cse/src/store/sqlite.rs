@@ -643,7 +643,7 @@ fn create_instance(c: &Connection, r: &Encoded, out: &mut TxOutcome) -> Result<(
     let seq = c.last_insert_rowid();
     // The container's counters follow; no row means the container is gone (the savepoint undoes
     // the insert).
-    let counters: Option<((i64, i64, Option<i64>, Option<i64>), Option<i64>)> = c
+    let counters: Option<(Counters, Option<i64>)> = c
         .prepare_cached(
             "UPDATE resources SET cni = cni + 1, cbs = cbs + ?1, st = st + 1, lt = ?2, la = ?3, ol = coalesce(ol, ?3)
              WHERE ri = ?4 RETURNING cni, cbs, mni, mbs, mia",
@@ -686,11 +686,14 @@ fn enforce_quotas(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), S
     trim(c, ri, counters, out)
 }
 
+/// A container's `cni`, `cbs`, `mni` and `mbs`.
+type Counters = (i64, i64, Option<i64>, Option<i64>);
+
 /// Given a container's counters and quotas, removes its oldest instances while it is over them.
 fn trim(
     c: &Connection,
     ri: &str,
-    (mut cni, mut cbs, mni, mbs): (i64, i64, Option<i64>, Option<i64>),
+    (mut cni, mut cbs, mni, mbs): Counters,
     out: &mut TxOutcome,
 ) -> Result<(), StoreError> {
     let over = |cni: i64, cbs: i64| mni.is_some_and(|m| cni > m) || mbs.is_some_and(|m| cbs > m);
