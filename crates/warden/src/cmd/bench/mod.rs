@@ -198,6 +198,10 @@ pub(crate) struct Options {
     /// App-IDs are imported into --registry first (admin --token) unless already there.
     #[arg(long, value_name = "N", conflicts_with = "api")]
     api_preloaded: Option<u64>,
+    /// ae-register --api-preloaded: the App-ID number of the first AE (successive runs can take
+    /// App-IDs that no earlier run made the CSE cache).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "api_preloaded")]
+    api_start: u64,
     /// Originator of AE registrations: C or S (the CSE assigns the stem), c-stem or s-stem (a
     /// new stem per AE chosen by the client), none (no X-M2M-Origin).
     #[arg(long, value_enum, ignore_case = true, default_value = "c")]
@@ -358,7 +362,7 @@ impl TryFrom<Args> for Config {
                 if registry.https {
                     return Err(usage("--api-preloaded: the registry preload speaks plain http".into()));
                 }
-                (AeApi::Preloaded(n), Some(registry))
+                (AeApi::Preloaded { count: n, start: a.api_start }, Some(registry))
             }
         };
         if a.scenario == Scenario::RegistryLookup {
@@ -536,7 +540,7 @@ async fn run_cse_scenario(cfg: &Config, cancel: &CancellationToken, progress: &P
 
     let mut bench_ae = None;
     let workload = if cfg.scenario == Scenario::AeRegister {
-        if let (AeApi::Preloaded(count), Some(registry)) = (&cfg.api, &cfg.preload_registry) {
+        if let (AeApi::Preloaded { count, .. }, Some(registry)) = (&cfg.api, &cfg.preload_registry) {
             preload_app_ids(cfg, registry, *count, cancel, progress).await?;
             progress.set_prefix(cfg.scenario.name());
         }

@@ -161,15 +161,26 @@ fn registry_lookup_options() {
 
 #[test]
 fn ae_register_with_preloaded_app_ids() {
-    let c = parse(&["ae-register", "--api-preloaded", "5000", "--registry", "http://10.1.2.3:7070", "--token", "t"])
-        .unwrap();
-    assert_eq!(c.api, AeApi::Preloaded(5000));
+    let c = parse(&[
+        "ae-register",
+        "--api-preloaded",
+        "5000",
+        "--api-start",
+        "7",
+        "--registry",
+        "http://10.1.2.3:7070",
+        "--token",
+        "t",
+    ])
+    .unwrap();
+    assert_eq!(c.api, AeApi::Preloaded { count: 5000, start: 7 });
     assert_eq!(c.preload_registry.map(|u| u.to_string()).as_deref(), Some("http://10.1.2.3:7070"));
     assert_eq!(c.url.to_string(), "http://127.0.0.1:8080", "the CSE stays the target");
     let cases: &[(&[&str], &str)] = &[
         (&["ae-register", "--api-preloaded", "10", "--api", "Nx.app", "--token", "t"], "cannot be used with"),
         (&["cin-create", "--api-preloaded", "10", "--token", "t"], "applies to ae-register"),
         (&["ae-register", "--api-preloaded", "0", "--token", "t"], "at least 1"),
+        (&["ae-register", "--api-start", "5"], "--api-preloaded"),
         (&["ae-register", "--api-preloaded", "10", "--token", "t", "--registry", "https://r:7070"], "plain http"),
     ];
     for (argv, want) in cases {

@@ -102,8 +102,8 @@ enum BodyRule {
         head: String,
         tail: String,
     },
-    /// `head` + request number + `mid` + (request number mod `count`) + `tail` (the two numbers
-    /// swapped when `api_first`): an AE with a
+    /// `head` + request number + `mid` + ((`start` + request number) mod `count`) + `tail` (the
+    /// two numbers swapped when `api_first`): an AE with a
     /// unique resource name whose App-ID is one of `count` preloaded ones, each new App-ID a
     /// miss of the CSE's profile cache while the request number is below `count`.
     NumberedApi {
@@ -111,6 +111,7 @@ enum BodyRule {
         mid: String,
         tail: String,
         count: u64,
+        start: u64,
         /// The App-ID's number comes before the name's in the JSON text.
         api_first: bool,
     },
@@ -201,8 +202,9 @@ impl AeOrigin {
 pub(crate) enum AeApi {
     /// The same App-ID for every AE (after the first, a warm profile cache).
     Fixed(String),
-    /// AE number `n` has preloaded App-ID number `n % count` (a cold cache for each new one).
-    Preloaded(u64),
+    /// AE number `n` has preloaded App-ID number `(start + n) % count` (a cold cache for each
+    /// new one).
+    Preloaded { count: u64, start: u64 },
 }
 
 /// The JSON of an AE CREATE: `rn`, `api`, `rr: false`, `srv: ["3","4"]`.
@@ -266,7 +268,7 @@ impl M2m {
                 let (head, tail) = template.split_once('@').expect("the marker is in the template");
                 BodyRule::Numbered { head: head.to_owned(), tail: tail.to_owned() }
             }
-            AeApi::Preloaded(count) => {
+            AeApi::Preloaded { count, start } => {
                 let template = ae_body(&rn, &format!("{REGISTRY_APP_ID_PREFIX}#"));
                 // The members may come in any order; the two markers split the text in three.
                 let (name, app) = (template.find('@'), template.find('#'));
@@ -277,6 +279,7 @@ impl M2m {
                     mid: template[first + 1..second].to_owned(),
                     tail: template[second + 1..].to_owned(),
                     count: (*count).max(1),
+                    start: *start,
                     api_first: app < name,
                 }
             }
@@ -360,8 +363,9 @@ impl Workload {
                 scratch.put_slice(tail.as_bytes());
                 scratch.split().freeze()
             }
-            BodyRule::NumberedApi { head, mid, tail, count, api_first } => {
-                let (a, b) = if *api_first { (n % count, n) } else { (n, n % count) };
+            BodyRule::NumberedApi { head, mid, tail, count, start, api_first } => {
+                let app = start.wrapping_add(n) % count;
+                let (a, b) = if *api_first { (app, n) } else { (n, app) };
                 scratch.put_slice(head.as_bytes());
                 let _ = write!(scratch, "{a}");
                 scratch.put_slice(mid.as_bytes());
@@ -526,7 +530,7 @@ mod tests {
 
     #[test]
     fn ae_register_with_preloaded_app_ids_uses_a_new_one_per_ae() {
-        let w = m2m().ae_register("/cse-in", &AeApi::Preloaded(1000), AeOrigin::C).unwrap();
+        let w = m2m().ae_register("/cse-in", &AeApi::Preloaded { count: 1000, start: 0 }, AeOrigin::C).unwrap();
         let app = |n: u64| {
             let (_, _, body) = build(&w, n);
             let v: Value = serde_json::from_slice(&body).unwrap();
@@ -539,6 +543,10 @@ mod tests {
         assert_eq!(app(999), format!("{REGISTRY_APP_ID_PREFIX}999"));
         assert_eq!(app(1000), format!("{REGISTRY_APP_ID_PREFIX}0"), "wraps around after the preload");
         assert_eq!(app(1234), format!("{REGISTRY_APP_ID_PREFIX}234"));
+        let from = m2m().ae_register("/cse-in", &AeApi::Preloaded { count: 1000, start: 990 }, AeOrigin::C).unwrap();
+        let (_, _, body) = build(&from, 15);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["m2m:ae"]["api"], format!("{REGISTRY_APP_ID_PREFIX}5"), "990 + 15 wraps to 5");
     }
 
     #[test]
