@@ -356,6 +356,14 @@ pub enum Reason {
     CseOriginator,
     /// The originator is an AE-ID of another CSE.
     ForeignAeId,
+    /// The parent does not exist or cannot hold an AE (an AE is created under the CSEBase).
+    InvalidParent,
+    /// Another resource under the parent has the AE's resource name.
+    NameTaken,
+    /// The request expired before the AE could be stored.
+    RequestExpired,
+    /// The admin originator without the admin token.
+    AdminToken,
 }
 
 impl Reason {
@@ -385,6 +393,10 @@ impl Reason {
             Reason::AlreadyRegistered => "already_registered",
             Reason::CseOriginator => "cse_originator",
             Reason::ForeignAeId => "foreign_ae_id",
+            Reason::InvalidParent => "invalid_parent",
+            Reason::NameTaken => "name_taken",
+            Reason::RequestExpired => "request_expired",
+            Reason::AdminToken => "admin_token_required",
         }
     }
 }

@@ -273,6 +273,30 @@ impl Cse {
         }
     }
 
+    /// Checks that `orig` may perform `bit` through the fan-out point of `group` (TS-0001 §9.6.13):
+    /// the `pv` of the policies in the group's `macp` decide when it has some; otherwise the
+    /// group's own access control does. 4103 otherwise.
+    pub(crate) async fn check_fan_out(&self, group: &Resource, orig: &Orig, bit: u32) -> Result<(), Error> {
+        let macp = group.str_list("macp");
+        if macp.is_empty() {
+            return self.check_access(group, orig, bit).await;
+        }
+        if self.is_privileged(&orig.id) {
+            return Ok(());
+        }
+        let who = self.asker(orig);
+        let ok = self.policies(&macp).await?.iter().any(|r| AcpRules::allows(&r.pv, &who, bit))
+            && self.admission.as_ref().is_none_or(|a| a.privacy_allows(&group.srn, who.id, bit));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Rsc::OriginatorHasNoPrivilege,
+                format!("originator {} has no privilege for this operation through {}/fopt (macp)", who.id, group.srn),
+            ))
+        }
+    }
+
     /// Checks that `orig` may change the `acpi` of a resource: UPDATE in the `pvs` of the policies it
     /// references now (TS-0001 §9.6.2.3).
     pub(crate) async fn check_acpi_change(&self, res: &Resource, orig: &Orig) -> Result<(), Error> {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::event;
 use super::render::{address, result_content};
+use super::types::{AeRefusal, claimed_api};
 use super::{Cse, Ctx, Deadline, Orig, Target, ids, store_error};
 use crate::resource::Resource;
 use crate::store::{StoreError, Tx, Write};
@@ -59,6 +60,36 @@ pub(crate) fn rcn(req: &Request, default: ResultContent, allowed: &[ResultConten
     }
 }
 
+/// True for the resource types a client may create here (every type Warden hosts but the CSEBase).
+fn hosted(ty: ResourceType) -> bool {
+    type_policies(ty).is_some() && ty != ResourceType::CseBase
+}
+
+/// The result content of a CREATE, and the checks of the request itself: no filter criteria.
+fn create_rcn(req: &Request) -> Result<ResultContent, Error> {
+    use ResultContent::*;
+    if req.fc.is_some() {
+        return Err(Error::bad_request("filter criteria are not allowed in a CREATE"));
+    }
+    rcn(
+        req,
+        Attributes,
+        &[Nothing, Attributes, HierarchicalAddress, HierarchicalAddressAndAttributes, ModifiedAttributes],
+    )
+}
+
+/// 4108 unless a `ty` may be created under `parent`.
+fn check_child(parent: &Resource, ty: ResourceType) -> Result<(), Error> {
+    if allowed_child(parent.ty, ty) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Rsc::InvalidChildResourceType,
+            format!("a {} cannot be created under a {}", ty.short_name(), parent.ty.short_name()),
+        ))
+    }
+}
+
 /// Virtual resource names that a child may not take under a parent of this type.
 fn reserved_name(parent: ResourceType, rn: &str) -> bool {
     match parent {
@@ -79,41 +110,29 @@ impl Cse {
         now: Timestamp,
         dl: Deadline,
     ) -> Result<Response, Error> {
-        use ResultContent::*;
         let ty = req.ty.ok_or_else(|| Error::bad_request("the resource type (ty) of a CREATE is missing"))?;
-        if req.fc.is_some() {
-            return Err(Error::bad_request("filter criteria are not allowed in a CREATE"));
+        // A type this CSE does not host is answered as such, whatever the content looks like.
+        if !hosted(ty) {
+            return Err(Error::new(
+                Rsc::NotImplemented,
+                format!("creating resources of type {} ({}) is not supported", ty.num(), ty.name()),
+            ));
         }
-        let rcn = rcn(
-            req,
-            Attributes,
-            &[Nothing, Attributes, HierarchicalAddress, HierarchicalAddressAndAttributes, ModifiedAttributes],
-        )?;
+        if ty == ResourceType::Ae {
+            return match self.create_ae(req, rv, orig, ctx, now, dl).await {
+                Ok(resp) => Ok(resp),
+                Err(refusal) => Err(self.refused_ae(refusal, now).await),
+            };
+        }
+        let rcn = create_rcn(req)?;
         let parent = match self.resolve_parent(&req.to).await? {
             Target::Resource(r) => r,
             Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
         };
         let requested = body_attrs(req, ty)?;
-        if type_policies(ty).is_none() || ty == ResourceType::CseBase {
-            return Err(Error::new(
-                Rsc::NotImplemented,
-                format!("creating resources of type {} is not supported", ty.num()),
-            ));
-        }
         validate(ty, Operation::Create, &requested)?;
-        if !allowed_child(parent.ty, ty) {
-            return Err(Error::new(
-                Rsc::InvalidChildResourceType,
-                format!("a {} cannot be created under a {}", ty.short_name(), parent.ty.short_name()),
-            ));
-        }
-
-        if ty == ResourceType::Ae {
-            // The parent's ACP is not checked for an AE registration; the registration rules are.
-            let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
-            return self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await;
-        }
+        check_child(&parent, ty)?;
         let (res, instance) = {
             // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
             if ty != ResourceType::RemoteCse {
@@ -150,6 +169,53 @@ impl Cse {
         Ok(resp)
     }
 
+    /// Records a refused AE registration in the decision log (with admission on) and gives the
+    /// error to answer. Every refusal of an AE CREATE comes through here, and the log's budget and
+    /// coalescing (in admission) bound what it writes. A storage failure is not a decision.
+    pub(crate) async fn refused_ae(&self, refusal: AeRefusal, now: Timestamp) -> Error {
+        let AeRefusal { error, log } = refusal;
+        if let (Some(a), Some((reason, ae, api))) = (&self.admission, log)
+            && error.rsc != Rsc::InternalServerError
+        {
+            a.refused_registration(&ae, &api, reason, &error, now).await;
+        }
+        error
+    }
+
+    /// An AE CREATE: the request's own checks, the parent, the content, then the registration rules
+    /// and admission (`prepare_ae`), then the store. The parent's ACP is not checked; the
+    /// registration rules are.
+    async fn create_ae(
+        &self,
+        req: &Request,
+        rv: ReleaseVersion,
+        orig: &Orig,
+        ctx: &Ctx,
+        now: Timestamp,
+        dl: Deadline,
+    ) -> Result<Response, AeRefusal> {
+        use crate::admission::policy::Reason;
+        let api = claimed_api(req.pc.as_ref());
+        let refuse = |reason: Reason| move |e: Error| AeRefusal::new(reason, &orig.id, api, e);
+        let rcn = create_rcn(req).map_err(refuse(Reason::BadRequest))?;
+        let parent = match self.resolve_parent(&req.to).await.map_err(refuse(Reason::InvalidParent))? {
+            Target::Resource(r) => r,
+            // A request to the group: each member's AE CREATE is decided, and recorded, on its own.
+            Target::FanOut { group, rest } => {
+                return self.fan_out(req, group, &rest, orig, ctx, dl).await.map_err(AeRefusal::unlogged);
+            }
+            _ => {
+                let e = Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children");
+                return Err(refuse(Reason::InvalidParent)(e));
+            }
+        };
+        let requested = body_attrs(req, ResourceType::Ae).map_err(refuse(Reason::BadRequest))?;
+        validate(ResourceType::Ae, Operation::Create, &requested).map_err(refuse(Reason::BadRequest))?;
+        check_child(&parent, ResourceType::Ae).map_err(refuse(Reason::InvalidParent))?;
+        let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
+        self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await
+    }
+
     /// Stores a new AE (with its privacy policy, in one transaction) and starts what admission
     /// granted it.
     #[allow(clippy::too_many_arguments)]
@@ -164,23 +230,29 @@ impl Cse {
         ctx: &Ctx,
         now: Timestamp,
         dl: Deadline,
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, AeRefusal> {
+        use crate::admission::policy::Reason;
         let super::types::NewAe { res, acp, grant, app_id } = new;
+        let refuse = |reason: Reason, e: Error| AeRefusal::new(reason, res.ri(), app_id.as_str(), e);
         let created =
             event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
         let pending = self.pending(parent, created).await;
         // The registry lookup may have been slow; nothing is written once the request expired.
-        self.before(dl)?;
+        self.before(dl).map_err(|e| refuse(Reason::RequestExpired, e))?;
         let mut tx = Tx::one(Write::Create(res.clone()));
         if let Some(acp) = &acp {
             tx.writes.push(Write::Create(acp.clone()));
         }
         tx.writes.extend(pending.writes());
+        // The AE-ID and the name were free when they were checked; a registration that raced this
+        // one may have taken them since.
         let out = self.store.apply(tx).await.map_err(|e| match e {
-            StoreError::DuplicateRi(_) => {
-                Error::new(Rsc::OriginatorHasAlreadyRegistered, "an AE with this AE-ID is registered already")
-            }
-            e => store_error(e),
+            StoreError::DuplicateRi(_) => refuse(
+                Reason::AlreadyRegistered,
+                Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {} is registered already", res.ri())),
+            ),
+            e @ StoreError::DuplicateName(_) => refuse(Reason::NameTaken, store_error(e)),
+            e => AeRefusal::unlogged(store_error(e)),
         })?;
         if let (Some(a), Some(g)) = (&self.admission, &grant) {
             let full_ae_ids = self.full_ae_ids(res.ri());
@@ -219,9 +291,12 @@ impl Cse {
             return Err(Error::bad_request(format!("'{rn}' is a virtual resource name here and cannot be used")));
         }
         let et = self.expiration(attrs.get("et"), now)?;
-        if attrs.get("acpi").is_some() {
-            let acpi = self.normalise_acpi(attrs.get("acpi")).await?;
-            attrs.insert("acpi".into(), acpi);
+        // Policies by any address become resource IDs (`macp`: a group's members' policies).
+        for name in ["acpi", "macp"] {
+            if attrs.get(name).is_some() {
+                let ids = self.normalise_acp_ids(name, attrs.get(name)).await?;
+                attrs.insert(name.into(), ids);
+            }
         }
         if attrs.contains_key("cr") {
             attrs.insert("cr".into(), Value::String(creator.to_owned()));
@@ -253,9 +328,9 @@ impl Cse {
         }
     }
 
-    /// `acpi` entries as resource IDs of existing access control policies (they may be given as
-    /// IDs or addresses in any form); 4000 for one that does not exist.
-    pub(crate) async fn normalise_acpi(&self, v: Option<&Value>) -> Result<Value, Error> {
+    /// The entries of `name` (`acpi`, `macp`) as resource IDs of existing access control policies
+    /// (they may be given as IDs or addresses in any form); 4000 for one that does not exist.
+    pub(crate) async fn normalise_acp_ids(&self, name: &str, v: Option<&Value>) -> Result<Value, Error> {
         let Some(list) = v.and_then(Value::as_array) else {
             return Ok(Value::Array(Vec::new()));
         };
@@ -263,14 +338,16 @@ impl Cse {
         for entry in list.iter().filter_map(Value::as_str) {
             let found = match self.resolve(entry).await {
                 Ok(Target::Resource(r)) if r.ty == ResourceType::AccessControlPolicy => r,
-                _ => return Err(Error::bad_request(format!("acpi: {entry} is not an accessControlPolicy"))),
+                _ => return Err(Error::bad_request(format!("{name}: {entry} is not an accessControlPolicy"))),
             };
             out.push(Value::String(found.ri().to_owned()));
         }
         Ok(Value::Array(out))
     }
 
-    /// A request to `<group>/fopt[/rest]`, sent to every member (TS-0001 §10.2.7.6). The answer
+    /// A request to `<group>/fopt[/rest]`, sent to every member (TS-0001 §10.2.7.6). The originator
+    /// needs the operation through the fan-out point (`check_fan_out`: the group's `macp`, or its
+    /// own access control), and each member's request is checked like any other. The answer
     /// aggregates the members' responses.
     pub(crate) async fn fan_out(
         &self,
@@ -286,7 +363,7 @@ impl Cse {
         if ctx.binding == super::Binding::Internal {
             return Err(Error::bad_request("nested fan-out is not allowed"));
         }
-        self.check_access(&group, orig, req.op.acop_bit()).await?;
+        self.check_fan_out(&group, orig, req.op.acop_bit()).await?;
         let members: Vec<String> = group.str_list("mid").into_iter().map(str::to_owned).collect();
         if members.is_empty() {
             return Err(Error::new(Rsc::NoMembers, "the group has no members"));

@@ -346,7 +346,17 @@ impl Cse {
                 "non-blocking requests are not supported; send a blocking request",
             ));
         }
-        let orig = self.originator(&req, ctx)?;
+        let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
+        // A refused AE registration is a decision (see `Cse::refused_ae`).
+        let refuse_ae = |reason: crate::admission::policy::Reason, e: Error| {
+            let from = req.from.as_deref().unwrap_or_default();
+            self.refused_ae(types::AeRefusal::new(reason, from, types::claimed_api(req.pc.as_ref()), e), now)
+        };
+        let orig = match self.originator(&req, ctx) {
+            Ok(o) => o,
+            Err(e) if registering => return Err(refuse_ae(crate::admission::policy::Reason::BadRequest, e).await),
+            Err(e) => return Err(e),
+        };
         if self.admission.is_none()
             && let Some(u) = ctx.sa.as_ref().and_then(|sa| sa.unverified.as_ref())
         {
@@ -358,7 +368,6 @@ impl Cse {
         }
         if let Some(a) = &self.admission {
             let enforcing = a.mode() == crate::admission::policy::Mode::Enforce && ctx.binding != Binding::Internal;
-            let registering = req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae);
             // (An AE registration by a CSE-ID is refused, and logged, by the registration rules.)
             if enforcing && !registering && matches!(orig.kind, Originator::Cse { .. }) && ctx.sa.is_none() {
                 return Err(Error::new(
@@ -368,10 +377,14 @@ impl Cse {
             }
             // With admission enforced, full access needs proof: the admin token.
             if enforcing && orig.id == self.cfg.admin && !ctx.admin_authenticated {
-                return Err(Error::new(
+                let e = Error::new(
                     Rsc::OriginatorNotAuthenticated,
                     "the admin originator must present the admin token (Authorization: Bearer)",
-                ));
+                );
+                if registering {
+                    return Err(refuse_ae(crate::admission::policy::Reason::AdminToken, e).await);
+                }
+                return Err(e);
             }
             if !registering && ctx.binding != Binding::Internal {
                 a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;

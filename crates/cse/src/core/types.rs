@@ -22,11 +22,33 @@ pub(crate) struct NewAe {
     pub(crate) app_id: AppId,
 }
 
-/// An AE registration refused by the core: the error, and what to log (the reason, the AE-ID and
-/// the `api` as given) unless admission logged it already.
+/// An AE registration refused: the error, and what to log (the reason, the AE-ID and the `api` as
+/// given), unless admission logged it already or it is not a decision (a storage failure).
+/// `Cse::refused_ae` is the one place that records these.
 pub(crate) struct AeRefusal {
-    error: Error,
-    log: Option<(crate::admission::policy::Reason, String, String)>,
+    pub(crate) error: Error,
+    pub(crate) log: Option<(crate::admission::policy::Reason, String, String)>,
+}
+
+impl AeRefusal {
+    /// A refusal for `reason` of the AE `ae` (its AE-ID, or the originator as given before one is
+    /// assigned) with the `api` as given.
+    pub(crate) fn new(reason: crate::admission::policy::Reason, ae: &str, api: &str, error: Error) -> Self {
+        Self { error, log: Some((reason, ae.to_owned(), api.to_owned())) }
+    }
+
+    /// A refusal that is recorded already, or that is not a decision.
+    pub(crate) fn unlogged(error: Error) -> Self {
+        Self { error, log: None }
+    }
+}
+
+/// The `api` of an AE CREATE's content as given ("" when there is none), for the decision log.
+pub(crate) fn claimed_api(pc: Option<&Value>) -> &str {
+    pc.and_then(|pc| pc.get(ResourceType::Ae.member_name()))
+        .and_then(|ae| ae.get("api"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The resource ID of the CSEBase's default access control policy.
@@ -149,30 +171,9 @@ impl Cse {
         Ok(())
     }
 
-    /// AE registration (TS-0001 §10.2.2.2, TS-0004 §7.4.5.2.1; ONEM2M.md §2). With admission on,
-    /// every refusal is a decision in the log, with its reason (admission records its own).
+    /// The AE of a registration (TS-0001 §10.2.2.2, TS-0004 §7.4.5.2.1; ONEM2M.md §2): its stem, the
+    /// registration rules, and admission's decision. The caller records a refusal.
     pub(crate) async fn prepare_ae(
-        &self,
-        parent: &Resource,
-        attrs: Map<String, Value>,
-        rv: ReleaseVersion,
-        orig: &Orig,
-        ctx: &Ctx,
-        now: Timestamp,
-    ) -> Result<NewAe, Error> {
-        match self.prepare_ae_checked(parent, attrs, rv, orig, ctx, now).await {
-            Ok(new) => Ok(new),
-            Err(AeRefusal { error, log: None }) => Err(error),
-            Err(AeRefusal { error, log: Some((reason, ae, api)) }) => {
-                if let Some(a) = &self.admission {
-                    a.refused_registration(&ae, &api, reason, &error, now).await;
-                }
-                Err(error)
-            }
-        }
-    }
-
-    async fn prepare_ae_checked(
         &self,
         parent: &Resource,
         attrs: Map<String, Value>,
@@ -183,10 +184,7 @@ impl Cse {
     ) -> Result<NewAe, AeRefusal> {
         use crate::admission::policy::Reason;
         let api = attrs.get("api").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let refuse = |reason: Reason, ae: &str, error: Error| AeRefusal {
-            error,
-            log: Some((reason, ae.to_owned(), api.clone())),
-        };
+        let refuse = |reason: Reason, ae: &str, error: Error| AeRefusal::new(reason, ae, &api, error);
         // An AE-ID in the client certificate names the stem; the originator must agree with it
         // (TS-0001 §10.2.2.2 step 003 a). A disagreement is answered once `api` is known, so that
         // admission records it like any other refusal (DESIGN.md §7 steps 3 and 4).
@@ -250,14 +248,14 @@ impl Cse {
         check_release_list("srv", attrs.get("srv")).map_err(bad)?;
         check_serializations(attrs.get("csz")).map_err(bad)?;
         check_poa(attrs.get("poa")).map_err(bad)?;
-        let existing = self.store.get(&stem).await.map_err(|e| AeRefusal { error: store_error(e), log: None })?;
+        let existing = self.store.get(&stem).await.map_err(|e| AeRefusal::unlogged(store_error(e)))?;
         if existing.is_some() {
             // Whoever asks, and with whichever credential: the AE-ID is taken.
             let e = Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {stem} is registered already"));
             return Err(refuse(Reason::AlreadyRegistered, &stem, e));
         }
         let mut grant = match &self.admission {
-            Some(a) => Some(a.decide(&reg).await.map_err(|error| AeRefusal { error, log: None })?),
+            Some(a) => Some(a.decide(&reg).await.map_err(AeRefusal::unlogged)?),
             None => None,
         };
         let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await.map_err(bad)?;
@@ -365,7 +363,10 @@ impl Cse {
                 validate_privileges("pv", res.get("pv").unwrap_or(&Value::Null))?;
                 validate_privileges("pvs", res.get("pvs").unwrap_or(&Value::Null))?;
             }
-            ResourceType::Group => self.check_group(&mut res.attrs).await?,
+            ResourceType::Group => {
+                check_group_features(&res.attrs)?;
+                self.check_group(&mut res.attrs).await?
+            }
             ResourceType::RemoteCse => {
                 check_release_list("srv", res.get("srv"))?;
                 check_serializations(res.get("csz"))?;
@@ -425,8 +426,11 @@ impl Cse {
                 validate_privileges("pv", res.get("pv").unwrap_or(&Value::Null))?;
                 validate_privileges("pvs", res.get("pvs").unwrap_or(&Value::Null))?;
             }
-            ResourceType::Group if changed.contains_key("mid") || changed.contains_key("mnm") => {
-                self.check_group(&mut res.attrs).await?
+            ResourceType::Group => {
+                check_group_features(changed)?;
+                if changed.contains_key("mid") || changed.contains_key("mnm") {
+                    self.check_group(&mut res.attrs).await?
+                }
             }
             _ => {}
         }
@@ -551,6 +555,21 @@ impl Cse {
         }
         Ok(())
     }
+}
+
+/// The group features this CSE does not provide are refused rather than ignored: semantic queries
+/// through a group (`ssi` true; false, no semantic support, is what every group has here) and the
+/// aggregation of notifications (`nar`).
+fn check_group_features(attrs: &Map<String, Value>) -> Result<(), Error> {
+    if attrs.get("ssi").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::bad_request(
+            "ssi: semantic support (semanticSupportIndicator true) is not implemented by this CSE",
+        ));
+    }
+    if attrs.get("nar").is_some_and(|v| !v.is_null()) {
+        return Err(Error::bad_request("nar: notifyAggregation is not implemented by this CSE"));
+    }
+    Ok(())
 }
 
 /// `cs`: the length in bytes of the content as sent (a string's UTF-8 bytes; otherwise its JSON).

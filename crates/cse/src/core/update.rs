@@ -52,9 +52,11 @@ impl Cse {
             let et = self.expiration(Some(v), now)?;
             changed.insert("et".into(), Value::String(et.to_string()));
         }
-        if changed.get("acpi").is_some_and(|v| !v.is_null()) {
-            let acpi = self.normalise_acpi(changed.get("acpi")).await?;
-            changed.insert("acpi".into(), acpi);
+        for name in ["acpi", "macp"] {
+            if changed.get(name).is_some_and(|v| !v.is_null()) {
+                let ids = self.normalise_acp_ids(name, changed.get(name)).await?;
+                changed.insert(name.into(), ids);
+            }
         }
         for (k, v) in &changed {
             if v.is_null() {

@@ -387,14 +387,16 @@ impl Matrix {
     /// Sends the registration; checks the RSC, the reason in `m2m:dbg` or the new AE, and the one
     /// decision-log entry it made. Returns the reply.
     async fn row(&self, via: Via, from: &str, rn: &str, api: &str, want: Want) -> Reply {
+        self.row_req(via, &register(from, rn, api), want).await
+    }
+
+    /// [`Matrix::row`] for any AE CREATE request.
+    async fn row_req(&self, via: Via, req: &Req, want: Want) -> Reply {
         let env = &self.env;
         let seq = env.last_seq().await;
-        let req = register(from, rn, api);
         let reply = match via {
-            Via::Plain => env.plain(&req).await,
-            Via::Tls(dev) => {
-                env.tls(&req, Some(&self.identity(dev))).await.expect("a oneM2M answer, not a TLS refusal")
-            }
+            Via::Plain => env.plain(req).await,
+            Via::Tls(dev) => env.tls(req, Some(&self.identity(dev))).await.expect("a oneM2M answer, not a TLS refusal"),
         };
         assert_eq!(reply.rsc, want.rsc, "{}", reply.body);
         let d = env.one_decision(seq, &want).await;
@@ -515,6 +517,92 @@ async fn matrix_invalid_attributes() {
         Req::create("/cse-in", "C", 2, json!({"m2m:ae": {"rn": "b", "api": NONE_APP, "rr": false, "srv": ["99"]}}));
     assert_eq!(m.env.plain(&bad).await.rsc, 4000);
     m.env.one_decision(seq, &rejected(4000, "bad_request").app(NONE_APP)).await;
+}
+
+// The refusals of the CSE's own rules are decisions too, each with its reason.
+
+#[tokio::test]
+async fn matrix_an_unknown_attribute() {
+    let m = matrix().await;
+    let body = json!({"m2m:ae": {"rn": "u", "api": NONE_APP, "rr": false, "srv": ["4"], "bogus": 1}});
+    let r =
+        m.row_req(Via::Plain, &Req::create("/cse-in", "C", 2, body), rejected(4000, "bad_request").app(NONE_APP)).await;
+    assert!(r.str_at("/m2m:dbg").contains("bogus"), "{}", r.body);
+    // An attribute the client may not set, and one of the wrong type, likewise.
+    let body = json!({"m2m:ae": {"api": NONE_APP, "rr": false, "srv": ["4"], "aei": "Cmine"}});
+    m.row_req(Via::Plain, &Req::create("/cse-in", "C", 2, body), rejected(4000, "bad_request").app(NONE_APP)).await;
+    let body = json!({"m2m:ae": {"api": NONE_APP, "rr": "no", "srv": ["4"]}});
+    m.row_req(Via::Plain, &Req::create("/cse-in", "C", 2, body), rejected(4000, "bad_request").app(NONE_APP)).await;
+}
+
+#[tokio::test]
+async fn matrix_a_resource_name_taken() {
+    let m = matrix().await;
+    m.row(Via::Plain, "C", "taken", NONE_APP, admitted("admitted").app(NONE_APP)).await;
+    let d = m.row(Via::Plain, "C", "taken", NONE_APP, rejected(4105, "name_taken").app(NONE_APP)).await;
+    assert!(d.str_at("/m2m:dbg").contains("taken"), "{}", d.body);
+}
+
+#[tokio::test]
+async fn matrix_an_ae_under_an_ae() {
+    let m = matrix().await;
+    m.row(Via::Plain, "Cparent01", "parent", NONE_APP, admitted("admitted").app(NONE_APP)).await;
+    let req = Req::create("/cse-in/parent", "C", 2, ae("child", NONE_APP));
+    m.row_req(Via::Plain, &req, rejected(4108, "invalid_parent").app(NONE_APP)).await;
+    let req = Req::create("/cse-in/nowhere", "C", 2, ae("child", NONE_APP));
+    m.row_req(Via::Plain, &req, rejected(4004, "invalid_parent").app(NONE_APP)).await;
+}
+
+#[tokio::test]
+async fn matrix_the_admin_originator_without_its_token() {
+    let m = matrix().await;
+    m.row(Via::Plain, ADMIN, "adm", NONE_APP, rejected(4106, "admin_token_required").app(NONE_APP)).await;
+}
+
+/// Registrations of one AE-ID that all pass the check for an existing AE (they wait together for
+/// the registry's answer, held by the proxy), so that all but one are refused by the store: 4117,
+/// each a decision.
+#[tokio::test]
+async fn racing_registrations_of_one_ae_id_are_refused_by_the_store_and_logged() {
+    const N: usize = 6;
+    let policy = ENFORCE
+        .replace("registry_unreachable = \"reject\"", "registry_unreachable = \"reject\"\nlookup_timeout_ms = 60000");
+    let env = Env::with(Setup::new(&policy).pre(vec![profile(NONE_APP)]).proxy()).await;
+    let profiles = env.admission().profiles().clone();
+    let j0 = profiles.joined();
+    let seq = env.last_seq().await;
+    env.proxy().set(Fault::Hold);
+    let regs: Vec<_> = (0..N)
+        .map(|i| {
+            let (req, http, url) =
+                (register("Crace0001", &format!("race{i}"), NONE_APP), env.http.clone(), env.cse.url.clone());
+            tokio::spawn(async move { req.send(&http, &url).await })
+        })
+        .collect();
+    assert!(env.proxy().wait_held(DEADLINE).await, "the lookup reaches the registry");
+    assert!(
+        eventually(DEADLINE, async || profiles.joined() - j0 == (N - 1) as u64).await,
+        "every registration passed the check for an existing AE and waits for the registry"
+    );
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    let mut rscs: Vec<u16> = Vec::new();
+    for r in futures_util::future::join_all(regs).await {
+        let r = r.unwrap();
+        if r.rsc == 4117 {
+            assert_eq!(r.str_at("/m2m:dbg"), "the AE Crace0001 is registered already", "{}", r.body);
+        }
+        rscs.push(r.rsc);
+    }
+    rscs.sort_unstable();
+    assert_eq!(rscs, [vec![2001], vec![4117; N - 1]].concat());
+    let new = env.decisions_since(seq).await;
+    assert_eq!(new.len(), N, "one decision per registration: {new:#?}");
+    assert_eq!(new.iter().filter(|d| d.outcome == "admitted").count(), 1);
+    for d in new.iter().filter(|d| d.outcome != "admitted") {
+        rejected(4117, "already_registered").app(NONE_APP).check(d);
+        assert_eq!(d.ae_id, "Crace0001");
+    }
 }
 
 #[tokio::test]
