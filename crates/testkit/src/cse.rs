@@ -116,11 +116,7 @@ impl TestCse {
     }
 
     /// Stops and starts again on the same data directory (new ports).
-    pub async fn restart(mut self) -> Self {
-        self.stop().await;
-        let tmp = self._tmp.take();
-        let opts = self.opts.clone();
-        let dir = self.dir.clone();
-        Self::start_in(opts, dir, tmp).await
+    pub async fn restart(self) -> Self {
+        self.restart_after(async {}).await
     }
 }

@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, RegistryProcess, profile, warden};
+use crate::support::{ADMIN, DEADLINE, RegistryProcess, path, profile, run, warden};
 
 const USAGE: i32 = 64;
 const FAILURE: i32 = 1;
 
 fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
+    let file = dir.join(name);
+    std::fs::write(&file, bytes).unwrap();
+    path(&file).to_owned()
 }
 
 fn json_file(dir: &std::path::Path, name: &str, v: &Value) -> String {
@@ -39,7 +39,7 @@ fn add_show_and_list() {
         .stderr_has("HTTP 409");
     // from stdin, and with --json
     let meter = serde_json::to_vec(&profile("Racme01.com.acme.meter")).unwrap();
-    let added = reg.run_with_stdin(t, &["appid", "add", "-", "--json"], Some(&meter));
+    let added = reg.run_with_stdin(t, &["appid", "add", "-", "--json"], &meter);
     added.exits(0);
     let record: Value = serde_json::from_str(&added.stdout).unwrap();
     assert_eq!((record["appId"].as_str(), record["version"].as_u64()), (Some("Racme01.com.acme.meter"), Some(1)));
@@ -255,25 +255,16 @@ fn registry_serve_is_ready_healthy_and_stops_on_sigterm() {
 
     // the address is taken: a usage error
     let taken = reg.url.trim_start_matches("http://").to_owned();
-    let clash = warden()
-        .args(["registry", "serve", "--listen", &taken, "--data"])
-        .arg(tmp.path().join("other"))
-        .env("WARDEN_ADMIN_TOKEN", ADMIN)
-        .output()
-        .unwrap();
-    assert_eq!(clash.status.code(), Some(USAGE));
-    assert!(String::from_utf8_lossy(&clash.stderr).contains("cannot listen on"));
+    run(warden(&["registry", "serve", "--listen", &taken, "--data", path(&tmp.path().join("other"))])
+        .env("WARDEN_ADMIN_TOKEN", ADMIN))
+    .exits(USAGE)
+    .stderr_has("cannot listen on");
     // a bad config file: a usage error, named
     let config = write(tmp.path(), "bad.toml", b"bogus = 1\n");
-    let bad = warden().args(["registry", "serve", "--config", &config]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(USAGE));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad.toml"));
+    run(&mut warden(&["registry", "serve", "--config", &config])).exits(USAGE).stderr_has("bad.toml");
 
     // SIGTERM: a clean stop
-    let killed = std::process::Command::new("kill").args(["-TERM", &reg.pid().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let log = reg.log();
-    assert_eq!(reg.wait_exit(Duration::from_secs(30)), Some(0), "{log}");
+    reg.terminate().exits(0);
 }
 
 /// Every write the API acknowledged is there after the process is killed (SIGKILL, no shutdown)
@@ -303,15 +294,12 @@ async fn acknowledged_writes_survive_a_crash() {
             })
         })
         .collect();
-    // crash once a good number of writes were acknowledged
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let head = admin.changes(None, Duration::ZERO).await.unwrap().last;
-        if head >= 200 {
-            break;
-        }
+    // crash once a good number of writes were acknowledged (the change feed's long poll says when)
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut head = 0;
+    while head < 200 {
         assert!(tokio::time::Instant::now() < deadline, "the writers make no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        head = admin.changes(Some(head), Duration::from_secs(1)).await.unwrap().last;
     }
     reg.crash();
     let mut acknowledged = Vec::new();

@@ -2,94 +2,15 @@
 //! write survives a SIGKILL. Each test starts the real binary on 127.0.0.1:0 and reads the bound
 //! addresses from its ready line.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
 use testkit::m2m::{Req, client};
 use tokio::sync::Notify;
 
-/// How long a process may take to say it is ready, or to exit.
-const START: Duration = Duration::from_secs(60);
-
-/// A running `warden cse serve`; killed when dropped.
-struct Warden {
-    child: Child,
-    http: String,
-    https: Option<String>,
-}
-
-impl Warden {
-    /// Starts `warden cse serve ARGS` and waits for its ready line.
-    async fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["cse", "serve"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env_remove("WARDEN_ADMIN_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start warden");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Reads the ready line, then keeps the pipe drained until the process ends.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("CSE ready on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = match tokio::time::timeout(START, rx).await {
-            Ok(Ok(line)) => line,
-            _ => {
-                let _ = child.kill();
-                panic!("warden cse serve {args:?} did not print its ready line: {:?}", child.wait());
-            }
-        };
-        let url = |scheme: &str| line.split_whitespace().find(|w| w.starts_with(scheme)).map(str::to_owned);
-        let http = url("http://").expect("an HTTP URL in the ready line");
-        Self { child, http, https: url("https://") }
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Warden {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `warden cse serve ARGS`, which must fail; its exit status and standard error.
-fn run_failing(args: &[&str]) -> (ExitStatus, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["cse", "serve"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run warden");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 path")
-}
+use crate::support::{CseProcess, DEADLINE, path, run, warden};
 
 /// Registers an AE with a container `cnt`; returns the AE-ID.
 async fn ae_with_container(http: &reqwest::Client, base: &str) -> String {
@@ -106,7 +27,7 @@ async fn ae_with_container(http: &reqwest::Client, base: &str) -> String {
 async fn every_acknowledged_write_survives_a_sigkill() {
     let data = tempfile::tempdir().unwrap();
     let args = ["--listen", "127.0.0.1:0", "--data", path(data.path())];
-    let warden = Warden::start(&args).await;
+    let warden = CseProcess::start(&args);
     let http = client();
     let aei = ae_with_container(&http, &warden.http).await;
 
@@ -135,15 +56,15 @@ async fn every_acknowledged_write_survives_a_sigkill() {
             }
         }));
     }
-    tokio::time::timeout(START, enough.notified()).await.expect("200 writes acknowledged");
-    warden.kill();
+    tokio::time::timeout(DEADLINE, enough.notified()).await.expect("200 writes acknowledged");
+    warden.crash();
     for w in writers {
         w.await.expect("a writer ended");
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
 
-    let warden = Warden::start(&args).await;
+    let warden = CseProcess::start(&args);
     let mut missing = Vec::new();
     for rn in &acked {
         let r = Req::get(&format!("/cse-in/crashAE/cnt/{rn}"), &aei).send(&http, &warden.http).await;
@@ -178,7 +99,7 @@ async fn tls_flags_serve_https_with_the_client_certificate_mode() {
     let https = testkit::pki::https_client(&ca, None).build().unwrap();
     for (mode, anonymous_ok) in [("optional", true), ("required", false)] {
         let data = dir.path().join(mode);
-        let warden = Warden::start(&[
+        let warden = CseProcess::start(&[
             "--listen",
             "127.0.0.1:0",
             "--data",
@@ -191,8 +112,7 @@ async fn tls_flags_serve_https_with_the_client_certificate_mode() {
             &key,
             "--client-auth",
             mode,
-        ])
-        .await;
+        ]);
         let tls_url = warden.https.clone().expect("an HTTPS URL in the ready line");
         let port = tls_url.rsplit(':').next().unwrap();
         let base = format!("https://localhost:{port}");
@@ -219,13 +139,12 @@ async fn the_upper_tester_is_served_only_when_asked() {
     let ut = |base: &str| {
         http.post(format!("{base}/__ut__")).header("X-M2M-UTCMD", "Status").header("X-M2M-RI", "ut1").send()
     };
-    let on =
-        Warden::start(&["--listen", "127.0.0.1:0", "--data", path(&dir.path().join("on")), "--upper-tester"]).await;
+    let on = CseProcess::start(&["--listen", "127.0.0.1:0", "--data", path(&dir.path().join("on")), "--upper-tester"]);
     let r = ut(&on.http).await.unwrap();
     assert_eq!(r.headers()["x-m2m-rsc"], "2000");
     assert_eq!(r.headers()["x-m2m-utrsp"], "RUNNING");
     assert_eq!(r.headers()["x-m2m-ri"], "ut1");
-    let off = Warden::start(&["--listen", "127.0.0.1:0", "--data", path(&dir.path().join("off"))]).await;
+    let off = CseProcess::start(&["--listen", "127.0.0.1:0", "--data", path(&dir.path().join("off"))]);
     let r = ut(&off.http).await.unwrap();
     assert_ne!(r.headers()["x-m2m-rsc"], "2000", "no Upper Tester without --upper-tester");
     assert!(r.headers().get("x-m2m-utrsp").is_none());
@@ -254,8 +173,7 @@ async fn the_config_file_is_read_and_flags_win_over_it() {
         ),
     )
     .unwrap();
-    let warden =
-        Warden::start(&["--config", path(&config), "--listen", "127.0.0.1:0", "--data", path(&flag_data)]).await;
+    let warden = CseProcess::start(&["--config", path(&config), "--listen", "127.0.0.1:0", "--data", path(&flag_data)]);
     let http = client();
     let r = Req::get("/cse-test", "CAdmin").send(&http, &warden.http).await;
     assert_eq!(r.rsc, 2000, "{}", r.body);
@@ -271,14 +189,12 @@ async fn the_config_file_is_read_and_flags_win_over_it() {
 fn bad_flags_and_files_exit_with_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (status, err) = run_failing(&["--listen", "127.0.0.1:0", "--data", path(&data), "--listen-tls", "127.0.0.1:0"]);
-    assert_eq!(status.code(), Some(64), "{err}");
-    assert!(err.contains("--tls-cert"), "{err}");
+    let serve = |args: &[&str]| run(warden(&["cse", "serve"]).args(args));
+    serve(&["--listen", "127.0.0.1:0", "--data", path(&data), "--listen-tls", "127.0.0.1:0"])
+        .exits(64)
+        .stderr_has("--tls-cert");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[notify]\nqueue_depth = 0\n").unwrap();
-    let (status, err) = run_failing(&["--config", path(&bad), "--data", path(&data)]);
-    assert_eq!(status.code(), Some(64), "{err}");
-    assert!(err.contains("queue_depth"), "{err}");
-    let (status, err) = run_failing(&["--client-auth", "sometimes"]);
-    assert_eq!(status.code(), Some(2), "clap refuses it: {err}");
+    serve(&["--config", path(&bad), "--data", path(&data)]).exits(64).stderr_has("queue_depth");
+    serve(&["--client-auth", "sometimes"]).exits(2); // clap refuses it
 }

@@ -2,95 +2,17 @@
 //! to paste; the commands are run as printed (in `sh`, with this build's `warden` on the PATH) and
 //! do what the text says. `warden decisions` and `warden device run` are driven against it too.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_warden");
-/// Long enough for any step on a loaded machine; reached only when a test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines, seen: Vec::new() }
-    }
-
-    /// Reads lines until one satisfies `pred` (panics at the deadline); returns it.
-    fn until(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if pred(&l) {
-                        return l;
-                    }
-                }
-                Err(e) => panic!("no such line ({e}); got:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "stopped cleanly on SIGTERM: {status}");
-                return;
-            }
-            assert!(Instant::now() < end, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn warden(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("WARDEN_ADMIN_TOKEN")
-        .env_remove("WARDEN_TOKEN")
-        .env_remove("WARDEN_REGISTRY_URL")
-        .env("RUST_LOG", "warn");
-    c
-}
+use crate::support::{Process, Stream, WARDEN, clean, path, run, warden};
 
 /// `warden up` on free ports in `data`, until its welcome text is printed; the text's lines.
-fn up(data: &Path) -> (Proc, Vec<String>) {
-    let d = data.to_str().unwrap();
-    let mut p = Proc::spawn(&mut warden(&[
+fn up(data: &Path) -> (Process, Vec<String>) {
+    let mut p = Process::start(&mut warden(&[
         "up",
         "--data",
-        d,
+        path(data),
         "--listen",
         "127.0.0.1:0",
         "--listen-tls",
@@ -98,8 +20,8 @@ fn up(data: &Path) -> (Proc, Vec<String>) {
         "--registry-listen",
         "127.0.0.1:0",
     ]));
-    p.until(|l| l.starts_with("  warden decisions"));
-    let text = p.seen.clone();
+    p.wait_line(Stream::Stdout, |l| l.starts_with("  warden decisions"));
+    let text = p.lines_read(Stream::Stdout);
     (p, text)
 }
 
@@ -126,17 +48,10 @@ fn find<'a>(cmds: &'a [String], prefix: &str, contains: &str) -> &'a str {
 
 /// Runs a script in `sh` with this build's `warden` first on the PATH; its output.
 fn sh(script: &str) -> String {
-    let dir = Path::new(BIN).parent().unwrap();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("PATH", path)
-        .env_remove("WARDEN_ADMIN_TOKEN")
-        .env_remove("WARDEN_TOKEN")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let dir = Path::new(WARDEN).parent().unwrap();
+    let search = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = run(clean(&mut Command::new("sh")).arg("-c").arg(script).env("PATH", search));
+    ran.stdout + &ran.stderr
 }
 
 /// The part of `out` after `@@name` and before the next marker.
@@ -183,14 +98,14 @@ fn warden_up_prints_what_it_binds_and_its_commands_do_what_they_say() {
 
     // The device registers over mutual TLS with only --cse, --app-id and --data, creates its
     // profile's containers, sends data, and stops on SIGTERM.
-    let dir = Path::new(BIN).parent().unwrap();
+    let dir = Path::new(WARDEN).parent().unwrap();
     let mut argv: Vec<&str> = device.split_whitespace().collect();
     assert_eq!(argv.remove(0), "warden");
-    let mut dev = Proc::spawn(warden(&argv).env("PATH", dir));
-    dev.until(|l| l.starts_with("registered as"));
-    dev.until(|l| l.starts_with("container telemetry created"));
-    dev.until(|l| l.starts_with("telemetry: sent"));
-    dev.terminate();
+    let mut dev = Process::start(warden(&argv).env("PATH", dir));
+    dev.wait_line(Stream::Stdout, |l| l.starts_with("registered as"));
+    dev.wait_line(Stream::Stdout, |l| l.starts_with("container telemetry created"));
+    dev.wait_line(Stream::Stdout, |l| l.starts_with("telemetry: sent"));
+    dev.terminate().exits(0); // a clean stop on SIGTERM
 
     // The revocation: the admitted thermostat is refused within seconds.
     let poll = format!(
@@ -207,22 +122,20 @@ fn warden_up_prints_what_it_binds_and_its_commands_do_what_they_say() {
 
     // `warden decisions` filters.
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
-    let run = |args: &[&str]| {
-        let out = warden(args).arg("--cse").arg(&cse).env("WARDEN_TOKEN", token.trim()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let query = |args: &[&str]| {
+        run(warden(args).arg("--cse").arg(&cse).env("WARDEN_TOKEN", token.trim())).exits(0).stdout.clone()
     };
-    let rejected = run(&["decisions", "--outcome", "rejected", "--app-id", "Rdemo.org.warden.retired"]);
+    let rejected = query(&["decisions", "--outcome", "rejected", "--app-id", "Rdemo.org.warden.retired"]);
     let rows: Vec<&str> = rejected.lines().skip(1).collect();
     assert!(rows.len() >= 2, "{rejected}");
     assert!(rows.iter().all(|l| l.contains("Rdemo.org.warden.retired") && l.contains("rejected")), "{rejected}");
-    let admitted = run(&["decisions", "--outcome", "admitted", "--limit", "1000"]);
+    let admitted = query(&["decisions", "--outcome", "admitted", "--limit", "1000"]);
     assert!(admitted.lines().skip(1).all(|l| l.contains(" admitted ")), "{admitted}");
     assert!(!admitted.contains("warden.retired"), "{admitted}");
-    let json = run(&["decisions", "--json", "--app-id", "Rdemo.org.warden.press"]);
+    let json = query(&["decisions", "--json", "--app-id", "Rdemo.org.warden.press"]);
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(parsed.as_array().is_some_and(|a| a.len() >= 3), "two pasted rounds and the device: {json}");
-    let out = warden(&["decisions", "--cse", &cse]).output().unwrap();
-    assert!(!out.status.success(), "the admin token is required");
-    up.terminate();
+    let anonymous = run(&mut warden(&["decisions", "--cse", &cse]));
+    assert_ne!(anonymous.code, Some(0), "the admin token is required: {}", anonymous.stderr);
+    up.terminate().exits(0); // a clean stop on SIGTERM
 }
