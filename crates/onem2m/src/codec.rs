@@ -174,6 +174,12 @@ mod tests {
                    "lvl": 2, "fo": 2, "atr": [{"nm": "rn", "val": "c*"}, {"nm": "mni", "val": 10}]},
             "atrl": ["rn", "ct"]
         }));
+        // child and parent attribute filters
+        json_cbor_json_as::<Request>(json!({
+            "op": 2, "to": "cse-in", "fr": "Cabc", "rqi": "r-6", "rvi": "4",
+            "fc": {"fu": 1, "catr": [{"nm": "cnf", "val": "text/*"}, {"nm": "cs", "val": 4}],
+                   "patr": [{"nm": "lbl", "val": "home"}, {"nm": "rr", "val": true}]}
+        }));
         json_cbor_json_as::<Request>(json!({"op": 4, "to": "cin00856", "rqi": "r-3", "rqet": -5}));
         // a type Warden does not serve, and an announced one, still parse
         json_cbor_json_as::<Request>(json!({"op": 1, "to": "cse-in", "fr": "C", "rqi": "r-4", "ty": 48, "pc": {}}));

@@ -113,6 +113,14 @@ pub struct FilterCriteria {
     /// value is a wildcard.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub atr: Vec<AttributeFilter>,
+    /// Child attribute filters (`catr`, childAttribute): a candidate matches when one of its
+    /// children has the attribute with the value. The HTTP binding's `c.` query parameters.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub catr: Vec<AttributeFilter>,
+    /// Parent attribute filters (`patr`, parentAttribute): a candidate matches when its parent has
+    /// the attribute with the value. The HTTP binding's `p.` query parameters.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub patr: Vec<AttributeFilter>,
 }
 
 /// One attribute filter condition.
@@ -146,6 +154,8 @@ impl FilterCriteria {
             lvl,
             fo: _,
             atr,
+            catr,
+            patr,
         } = self;
         !ty.is_empty()
             || !lbl.is_empty()
@@ -164,6 +174,8 @@ impl FilterCriteria {
             || ofst.is_some()
             || lvl.is_some()
             || !atr.is_empty()
+            || !catr.is_empty()
+            || !patr.is_empty()
     }
 
     pub fn is_discovery(&self) -> bool {

@@ -10,8 +10,8 @@
 //! §6.3.4.2.44; the HTTP binding sends them as `X-M2M-CTS` and `X-M2M-CTO`).
 //!
 //! `ofst` is the 1-based position of the first result (the XSD's positiveInteger, as ACME reads it).
-//! Attribute filters may name the attribute of a child (`c.lbl`) or of the parent (`p.rn`) of a
-//! candidate: the candidate matches when one of its children (the oldest
+//! Attribute filters may name the attribute of a child (`catr`; `c.lbl` in an HTTP query) or of the
+//! parent (`patr`; `p.rn`) of a candidate: the candidate matches when one of its children (the oldest
 //! [`MAX_CHILDREN_FILTERED`]), or its parent, that the originator may retrieve has the value.
 
 use std::collections::{HashMap, HashSet};
@@ -39,26 +39,14 @@ pub(crate) const MAX_CHILDREN_FILTERED: usize = 1000;
 /// Content status 1: the result is partial (TS-0004 §6.3.4.2.44; 2 is full content).
 const CONTENT_PARTIAL: u8 = 1;
 
-/// Where an attribute filter looks: the candidate, a child of it, or its parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
-    Own,
-    Child,
-    Parent,
+/// True when the filter criteria name attributes of a candidate's parent (`patr`).
+fn needs_parent(fc: &FilterCriteria) -> bool {
+    !fc.patr.is_empty()
 }
 
-fn scope(nm: &str) -> (Scope, &str) {
-    if let Some(n) = nm.strip_prefix("c.") {
-        (Scope::Child, n)
-    } else if let Some(n) = nm.strip_prefix("p.") {
-        (Scope::Parent, n)
-    } else {
-        (Scope::Own, nm)
-    }
-}
-
-fn needs(fc: &FilterCriteria, s: Scope) -> bool {
-    fc.atr.iter().any(|a| scope(&a.nm).0 == s)
+/// True when the filter criteria name attributes of a candidate's children (`catr`).
+fn needs_children(fc: &FilterCriteria) -> bool {
+    !fc.catr.is_empty()
 }
 
 /// The parent and the children of a candidate, for `p.` and `c.` attribute filters.
@@ -129,6 +117,8 @@ fn store_evaluates_all(fc: &FilterCriteria) -> bool {
         && fc.szb.is_none()
         && fc.cty.is_empty()
         && fc.atr.is_empty()
+        && fc.catr.is_empty()
+        && fc.patr.is_empty()
 }
 
 /// A retrieve's answer, and the notifications of the operation monitors it triggered (sent after
@@ -247,16 +237,13 @@ impl Cse {
         fc: &FilterCriteria,
         orig: &Orig,
     ) -> Result<Vec<Resource>, Error> {
-        let (parents, children) = (needs(fc, Scope::Parent), needs(fc, Scope::Child));
+        let (parents, children) = (needs_parent(fc), needs_children(fc));
         if !parents && !children {
             return Ok(candidates.into_iter().filter(|r| matches(r, fc, Related::default())).collect());
         }
         // With AND, a candidate that fails its own conditions needs no relatives read.
         let candidates: Vec<Resource> = if fc.fo.unwrap_or(FilterOperation::And) == FilterOperation::And {
-            let own = FilterCriteria {
-                atr: fc.atr.iter().filter(|a| scope(&a.nm).0 == Scope::Own).cloned().collect(),
-                ..fc.clone()
-            };
+            let own = FilterCriteria { catr: Vec::new(), patr: Vec::new(), ..fc.clone() };
             candidates.into_iter().filter(|r| matches(r, &own, Related::default())).collect()
         } else {
             candidates
@@ -336,7 +323,7 @@ impl Cse {
                 }
             }
         } else {
-            q.limit = if needs(&fc, Scope::Child) { PAGE_WITH_CHILDREN } else { PAGE };
+            q.limit = if needs_children(&fc) { PAGE_WITH_CHILDREN } else { PAGE };
             'scan: loop {
                 let page = self.store.discover(&q).await.map_err(store_error)?;
                 let matched = self.matching(page.resources, &fc, orig).await?;
@@ -414,14 +401,10 @@ pub(crate) fn matches(r: &Resource, fc: &FilterCriteria, rel: Related<'_>) -> bo
         let media = cnf.split(':').next().unwrap_or_default();
         results.push(fc.cty.iter().any(|c| c == media || c == cnf));
     }
-    for AttributeFilter { nm, val } in &fc.atr {
-        let has = |x: &Resource, name: &str| x.get(name).is_some_and(|v| value_matches(v, val));
-        results.push(match scope(nm) {
-            (Scope::Own, name) => has(r, name),
-            (Scope::Child, name) => rel.children.iter().any(|c| has(c, name)),
-            (Scope::Parent, name) => rel.parent.is_some_and(|p| has(p, name)),
-        });
-    }
+    let has = |x: &Resource, f: &AttributeFilter| x.get(&f.nm).is_some_and(|v| value_matches(v, &f.val));
+    results.extend(fc.atr.iter().map(|f| has(r, f)));
+    results.extend(fc.catr.iter().map(|f| rel.children.iter().any(|c| has(c, f))));
+    results.extend(fc.patr.iter().map(|f| rel.parent.is_some_and(|p| has(p, f))));
     match fc.fo.unwrap_or(FilterOperation::And) {
         FilterOperation::And => results.iter().all(|b| *b),
         FilterOperation::Or => results.is_empty() || results.iter().any(|b| *b),
@@ -547,10 +530,18 @@ mod tests {
             res(ResourceType::ContentInstance, json!({"ri": "i2", "pi": "k", "cnf": "application/json:0"})),
         ];
         let rel = Related { parent: Some(&parent), children: &kids };
-        let f = |atr: Vec<(&str, Value)>, fo: Option<FilterOperation>| FilterCriteria {
-            atr: atr.into_iter().map(|(nm, val)| AttributeFilter { nm: nm.into(), val }).collect(),
-            fo,
-            ..Default::default()
+        // `c.` and `p.` name the list, as the HTTP binding's query parameters do.
+        let f = |conds: Vec<(&str, Value)>, fo: Option<FilterOperation>| {
+            let mut fc = FilterCriteria { fo, ..Default::default() };
+            for (nm, val) in conds {
+                let (list, nm) = match nm.split_once('.') {
+                    Some(("c", n)) => (&mut fc.catr, n),
+                    Some(("p", n)) => (&mut fc.patr, n),
+                    _ => (&mut fc.atr, nm),
+                };
+                list.push(AttributeFilter { nm: nm.into(), val });
+            }
+            fc
         };
         assert!(matches(&cnt, &f(vec![("c.cnf", json!("application/*"))], None), rel));
         assert!(matches(&cnt, &f(vec![("c.con", json!("20"))], None), rel));
@@ -559,6 +550,13 @@ mod tests {
         assert!(!matches(&cnt, &f(vec![("p.rn", json!("room"))], None), rel));
         assert!(matches(&cnt, &f(vec![("p.rn", json!("house")), ("lbl", json!("x"))], None), rel));
         assert!(!matches(&cnt, &f(vec![("c.con", json!("20"))], None), Related::default()), "no children known");
+        // As a primitive carries them.
+        let prim: FilterCriteria = serde_json::from_value(
+            json!({"catr": [{"nm": "con", "val": "20"}], "patr": [{"nm": "rn", "val": "house"}]}),
+        )
+        .unwrap();
+        assert!(matches(&cnt, &prim, rel));
+        assert!(!matches(&cnt, &prim, Related { parent: None, children: &kids }), "no parent known");
         let xor = Some(FilterOperation::Xor);
         assert!(!matches(&cnt, &f(vec![("p.rn", json!("house")), ("lbl", json!("x"))], xor), rel));
     }

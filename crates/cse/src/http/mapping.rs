@@ -386,10 +386,16 @@ fn apply_query(req: &mut Request, query: &str) -> Result<(), Error> {
             "smf" | "cfs" | "cfq" | "gq" | "arp" => {
                 return Err(Error::new(Rsc::NotImplemented, format!("the filter criterion {k} is not supported")));
             }
-            // An attribute of the candidate, of a child (`c.`) or of the parent (`p.`).
+            // An attribute of the candidate (`atr`), of a child (`c.`: `catr`) or of the parent
+            // (`p.`: `patr`).
             attr if is_known_attribute(attr.strip_prefix("c.").or(attr.strip_prefix("p.")).unwrap_or(attr)) => {
+                let (list, nm) = match (attr.strip_prefix("c."), attr.strip_prefix("p.")) {
+                    (Some(nm), _) => (&mut fc.catr, nm),
+                    (_, Some(nm)) => (&mut fc.patr, nm),
+                    _ => (&mut fc.atr, attr),
+                };
                 for val in &values {
-                    fc.atr.push(AttributeFilter { nm: attr.to_owned(), val: Value::String(val.clone()) });
+                    list.push(AttributeFilter { nm: nm.to_owned(), val: Value::String(val.clone()) });
                 }
                 any_fc = true;
             }
@@ -643,7 +649,11 @@ mod tests {
         assert_eq!(r.atrl, vec!["ri", "lbl"]);
         assert!(map(Method::GET, "/cse-in?rcn=1", STD, "").unwrap().fc.is_none());
         let fc = map(Method::GET, "/cse-in?fu=1&c.cnf=text/plain:0&p.rn=x", STD, "").unwrap().fc.unwrap();
-        assert_eq!(fc.atr.iter().map(|a| a.nm.as_str()).collect::<Vec<_>>(), vec!["c.cnf", "p.rn"]);
+        let names = |l: &[AttributeFilter]| l.iter().map(|a| a.nm.clone()).collect::<Vec<_>>();
+        assert!(fc.atr.is_empty());
+        assert_eq!(names(&fc.catr), vec!["cnf"]);
+        assert_eq!(names(&fc.patr), vec!["rn"]);
+        assert_eq!(fc.catr[0].val, Value::String("text/plain:0".into()));
         assert_eq!(map(Method::GET, "/cse-in?fu=1&c.bogus=1", STD, "").unwrap_err().rsc, Rsc::BadRequest);
     }
 
