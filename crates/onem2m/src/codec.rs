@@ -28,21 +28,6 @@ impl Serialization {
         }
     }
 
-    /// The serialisation an `Accept` header asks for: the first supported media type, JSON for `*/*`,
-    /// `None` when nothing listed is supported.
-    pub fn from_accept(accept: &str) -> Option<Self> {
-        for part in accept.split(',') {
-            let mt = part.split(';').next().unwrap_or("").trim();
-            if mt == "*/*" || mt == "application/*" {
-                return Some(Self::Json);
-            }
-            if let Some(s) = Self::from_media_type(mt) {
-                return Some(s);
-            }
-        }
-        None
-    }
-
     pub fn media_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",
@@ -98,9 +83,6 @@ mod tests {
         assert_eq!(Serialization::from_media_type("application/vnd.onem2m-res+json"), Some(Serialization::Json));
         assert_eq!(Serialization::from_media_type("Application/CBOR; ty=4"), Some(Serialization::Cbor));
         assert_eq!(Serialization::from_media_type("application/xml"), None);
-        assert_eq!(Serialization::from_accept("application/xml, application/cbor"), Some(Serialization::Cbor));
-        assert_eq!(Serialization::from_accept("*/*"), Some(Serialization::Json));
-        assert_eq!(Serialization::from_accept("text/html"), None);
     }
 
     #[test]
