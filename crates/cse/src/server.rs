@@ -95,7 +95,7 @@ impl Service {
                     max_stale: Duration::from_secs(ac.policy.admission.max_stale_seconds),
                     lookup_timeout,
                 };
-                let log = DecisionLog::open_with(&cfg.data_dir, ac.policy.admission.decision_log_max_entries)?;
+                let log = DecisionLog::with_max(store.clone(), ac.policy.admission.decision_log_max_entries);
                 let profiles = Profiles::new(ac.registry, ac.keys, pcfg, Some(trust.clone()), Some(log.clone()));
                 // AEs to delete reach the CSE through this queue when the policy deletes them.
                 let (tx, rx) = tokio::sync::mpsc::channel(1024);

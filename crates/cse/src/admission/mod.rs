@@ -39,6 +39,7 @@ use self::refusals::{Bucket, RefusalLog};
 use crate::core::{Clock, SecurityAssociation};
 use crate::resource::Resource;
 use crate::store::decisions::{Decision, DecisionLog};
+use crate::store::{TxOutcome, Write};
 
 /// What the core tells admission about an AE registration.
 #[derive(Debug)]
@@ -91,12 +92,9 @@ impl Grant {
         srn.clone_into(&mut self.srn);
     }
 
-    /// The metadata stored with the AE resource.
+    /// The metadata stored with the AE resource. The signed answer is kept once, apart
+    /// ([`Grant::answer_write`]); the metadata names it by its key.
     pub fn meta(&self, acp: Option<&str>) -> Value {
-        let (body, signature) = match &self.answer {
-            Some(a) => (Some(String::from_utf8_lossy(&a.body).into_owned()), Some(a.signature.clone())),
-            None => (None, None),
-        };
         json!({
             "admission": {
                 "appId": self.app_id.as_str(),
@@ -107,9 +105,17 @@ impl Grant {
                 "root": self.shown.root_sha256,
                 "binding": self.shown.binding,
                 "fullAeIds": self.shown.full_ae_ids,
-                "profile": body,
-                "signature": signature,
+                "answer": self.answer.as_ref().map(|a| a.key.as_str()),
             }
+        })
+    }
+
+    /// The write that keeps the signed answer admitted on, for the AE's transaction.
+    pub fn answer_write(&self) -> Option<Write> {
+        self.answer.as_ref().map(|a| Write::Answer {
+            key: a.key.clone(),
+            body: a.body.to_vec(),
+            signature: a.signature.clone(),
         })
     }
 
@@ -530,8 +536,8 @@ impl Admission {
         self.record_rejection(d).await;
     }
 
-    /// Records an admission and starts enforcing what it grants. Called once the AE is stored.
-    pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>) {
+    /// The decision-log entry of an admission, for the transaction that stores the AE.
+    pub fn admission_entry(&self, reg: &Registration<'_>, grant: &Grant) -> Write {
         let version = grant.record().map(|r| r.version);
         let v = Verdict {
             outcome: "admitted",
@@ -540,8 +546,16 @@ impl Admission {
             rule: None,
             message: grant.message.clone(),
         };
-        let d = self.decision(reg, version, v);
-        self.record(d).await;
+        DecisionLog::entry(self.decision(reg, version, v))
+    }
+
+    /// Counts an admission whose AE (and entry, [`Admission::admission_entry`]) the transaction
+    /// `out` stored, and starts enforcing what it grants.
+    pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>, out: &TxOutcome) {
+        metrics::counter!("warden_admission_decisions_total", "outcome" => "admitted", "reason" => grant.reason)
+            .increment(1);
+        tracing::info!(ae = %reg.stem, app_id = %reg.app_id, outcome = "admitted", reason = grant.reason, "admission decision");
+        self.log.appended(out).await;
         let record = grant.answer.as_ref().and_then(|a| a.record.clone());
         self.activate(AeState {
             stem: reg.stem.to_owned(),
@@ -575,11 +589,26 @@ impl Admission {
         self.aes.write().insert(state.stem.clone(), state);
     }
 
-    /// Restores an admitted AE from the metadata stored with it (at start). The stored profile's
-    /// signature is checked again, offline. Its roots go into the trust map, so that its device is
-    /// identified at once; its status is not taken from the stored record (the feed, followed from
-    /// the stored position, says whether it changed meanwhile).
-    pub fn restore(&self, ae: &Resource) {
+    /// The key of the kept answer an AE was admitted on (see [`Grant::answer_write`]).
+    pub fn answer_key(ae: &Resource) -> Option<&str> {
+        ae.meta.as_ref()?.get("admission")?.get("answer")?.as_str()
+    }
+
+    /// A kept answer, its signature checked again (offline, at start); `None` when it no longer
+    /// verifies.
+    pub fn adopt_kept(&self, body: Vec<u8>, signature: String) -> Option<Arc<Answer>> {
+        self.profiles
+            .adopt(Bytes::from(body), signature)
+            .inspect_err(|e| tracing::warn!(error = %e, "a kept registry answer no longer verifies"))
+            .ok()
+    }
+
+    /// Restores an admitted AE from the metadata stored with it (at start), with the answer it was
+    /// admitted on (kept apart, [`Admission::answer_key`], or, in the metadata of AEs stored before
+    /// answers were kept apart, inline). The answer's roots go into the trust map, so that its
+    /// device is identified at once; its status is not taken from the stored record (the feed,
+    /// followed from the stored position, says whether it changed meanwhile).
+    pub fn restore(&self, ae: &Resource, kept: Option<Arc<Answer>>) {
         let Some(meta) = ae.meta.as_ref().and_then(|m| m.get("admission")) else { return };
         let Some(app_id) = meta
             .get("appId")
@@ -589,19 +618,13 @@ impl Admission {
             return;
         };
         let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
-        let answer = match (text("profile"), text("signature")) {
-            (Some(body), Some(sig)) => match self.profiles.adopt(Bytes::from(body), sig) {
-                Ok(a) => {
-                    self.profiles.learn_roots(&app_id, a.record.as_deref());
-                    Some(a)
-                }
-                Err(e) => {
-                    tracing::warn!(ae = ae.ri(), error = %e, "the stored profile of an AE no longer verifies");
-                    None
-                }
-            },
+        let answer = kept.or_else(|| match (text("profile"), text("signature")) {
+            (Some(body), Some(sig)) => self.adopt_kept(body.into_bytes(), sig),
             _ => None,
-        };
+        });
+        if let Some(a) = &answer {
+            self.profiles.learn_roots(&app_id, a.record.as_deref());
+        }
         let record = answer.and_then(|a| a.record.clone());
         let full_ae_ids = meta
             .get("fullAeIds")

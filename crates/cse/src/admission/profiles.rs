@@ -38,6 +38,9 @@ pub struct Answer {
     pub record: Option<Arc<Record>>,
     pub body: Bytes,
     pub signature: String,
+    /// The SHA-256 of the body (hex): the key under which the store keeps it once for all the AEs
+    /// admitted on it.
+    pub key: String,
 }
 
 impl Answer {
@@ -241,7 +244,8 @@ impl Profiles {
         if parsed.registered != parsed.record.is_some() {
             return Err(untrusted("an answer that is registered without a record, or the opposite"));
         }
-        Ok(Arc::new(Answer { record: parsed.record.map(Arc::new), body, signature }))
+        let key = pki::Fingerprint::of(&body).to_hex();
+        Ok(Arc::new(Answer { record: parsed.record.map(Arc::new), body, signature, key }))
     }
 
     /// The profile of `app_id`: from the cache within its TTL, else from the registry (concurrent
@@ -661,7 +665,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_feed_reset_drops_the_cache_and_checks_again() {
         let dir = tempfile::tempdir().unwrap();
-        let log = DecisionLog::open(dir.path()).unwrap();
+        let store = crate::store::SqliteStore::open(dir.path(), Default::default()).unwrap();
+        let log = DecisionLog::new(Arc::new(store));
         let f = fixture(cfg(300, 10), Some(log.clone())).await;
         f.registry.create(draft("Racme.com.acme.three", "active")).await.unwrap();
         let app = id("Racme.com.acme.three");

@@ -244,6 +244,21 @@ impl Cse {
             tx.writes.push(Write::Create(acp.clone()));
         }
         tx.writes.extend(pending.writes());
+        // The admission is logged, and the answer it was made on kept, with the AE: both or neither.
+        let full_ae_ids = self.full_ae_ids(res.ri());
+        let reg = crate::admission::Registration {
+            stem: res.ri(),
+            full_ae_ids: &full_ae_ids,
+            app_id: &app_id,
+            sa: ctx.sa.as_ref(),
+            binding: ctx.binding.name(),
+            now,
+        };
+        let admitted = self.admission.as_ref().zip(grant.as_ref());
+        if let Some((a, g)) = admitted {
+            tx.writes.push(a.admission_entry(&reg, g));
+            tx.writes.extend(g.answer_write());
+        }
         // The AE-ID and the name were free when they were checked; a registration that raced this
         // one may have taken them since.
         let out = self.store.apply(tx).await.map_err(|e| match e {
@@ -254,17 +269,8 @@ impl Cse {
             e @ StoreError::DuplicateName(_) => refuse(Reason::NameTaken, store_error(e)),
             e => AeRefusal::unlogged(store_error(e)),
         })?;
-        if let (Some(a), Some(g)) = (&self.admission, &grant) {
-            let full_ae_ids = self.full_ae_ids(res.ri());
-            let reg = crate::admission::Registration {
-                stem: res.ri(),
-                full_ae_ids: &full_ae_ids,
-                app_id: &app_id,
-                sa: ctx.sa.as_ref(),
-                binding: ctx.binding.name(),
-                now,
-            };
-            a.admitted(&reg, g, acp.as_ref().map(Resource::ri)).await;
+        if let Some((a, g)) = admitted {
+            a.admitted(&reg, g, acp.as_ref().map(Resource::ri), &out).await;
         }
         self.deliver(pending, &res, None, &out).await;
         let mut resp = Response::new(Rsc::Created, &req.rqi);

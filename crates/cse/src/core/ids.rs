@@ -30,19 +30,25 @@ pub(crate) fn random_alnum(n: usize) -> String {
 /// time: new index entries land on the last page of each index instead of a random one), and 4
 /// random characters.
 pub(crate) fn new_ri(ty: ResourceType, now: Timestamp) -> String {
+    format!("{}{}{}", ty.short_name(), time_digits(now), random_alnum(4))
+}
+
+/// The time in microseconds as 10 base-62 digits, which sort as the times do.
+fn time_digits(now: Timestamp) -> String {
     let mut t = u64::try_from(now.micros()).unwrap_or(0);
     let mut digits = [b'0'; 10];
     for d in digits.iter_mut().rev() {
         *d = ALPHABET[(t % 62) as usize];
         t /= 62;
     }
-    let time = std::str::from_utf8(&digits).unwrap_or_default();
-    format!("{}{time}{}", ty.short_name(), random_alnum(4))
+    digits.iter().map(|&b| b as char).collect()
 }
 
-/// A new AE-ID stem of the given kind (`C` or `S`).
-pub(crate) fn new_stem(kind: char) -> String {
-    format!("{kind}{}", random_alnum(10))
+/// A new AE-ID stem of the given kind (`C` or `S`), made at `now`: like a resource ID, the time
+/// first (an AE's stem is its resource ID, so registrations append to the indexes) and 5 random
+/// characters.
+pub(crate) fn new_stem(kind: char, now: Timestamp) -> String {
+    format!("{kind}{}{}", time_digits(now), random_alnum(5))
 }
 
 #[cfg(test)]
@@ -57,7 +63,10 @@ mod tests {
         // Later IDs sort after earlier ones.
         let later = new_ri(ResourceType::Container, Timestamp::from_micros(now.micros() + 1));
         assert!(later[..13] > ri[..13]);
-        assert!(new_stem('C').starts_with('C'));
+        let stem = new_stem('C', now);
+        assert!(stem.starts_with('C') && stem.len() == 16 && stem.chars().all(|c| c.is_ascii_alphanumeric()), "{stem}");
+        assert!(new_stem('S', Timestamp::from_micros(now.micros() + 1))[1..11] > stem[1..11]);
+        assert!(onem2m::AeIdStem::parse(&stem).is_ok(), "{stem} is a valid stem");
         assert_ne!(random_alnum(10), random_alnum(10));
     }
 }

@@ -262,10 +262,25 @@ impl Cse {
             limit: 10_000,
             ..Default::default()
         };
+        // Many AEs share an answer: each is read and its signature checked once.
+        let mut kept: std::collections::HashMap<String, Option<Arc<crate::admission::profiles::Answer>>> =
+            Default::default();
         loop {
             let page = self.store.discover(&q).await.map_err(store_error)?;
             for ae in &page.resources {
-                a.restore(ae);
+                let answer = match Admission::answer_key(ae) {
+                    Some(key) => match kept.get(key) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let stored = self.store.answer(key).await.map_err(store_error)?;
+                            let a = stored.and_then(|(body, sig)| a.adopt_kept(body, sig));
+                            kept.insert(key.to_owned(), a.clone());
+                            a
+                        }
+                    },
+                    None => None,
+                };
+                a.restore(ae, answer);
             }
             match page.next {
                 Some(next) => q.after = Some(next),

@@ -210,8 +210,8 @@ impl Cse {
                 // Refused below; the certificate's claim names the AE in the decision log.
                 None => cert_ae.unwrap_or_default().to_owned(),
             },
-            Originator::Empty | Originator::NewC => ids::new_stem('C'),
-            Originator::NewS => ids::new_stem('S'),
+            Originator::Empty | Originator::NewC => ids::new_stem('C', now),
+            Originator::NewS => ids::new_stem('S', now),
             Originator::Ae(ae) => {
                 let s = self.local_ae_stem(ae).ok_or_else(|| {
                     let e = Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE");

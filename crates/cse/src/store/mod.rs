@@ -19,6 +19,7 @@ use std::pin::Pin;
 use onem2m::{ResourceType, Timestamp};
 
 use crate::resource::Resource;
+use decisions::{Decision, DecisionFilter};
 
 pub use sqlite::SqliteStore;
 
@@ -59,6 +60,16 @@ pub enum Write {
     /// [`TxOutcome::counted`]. In the transaction of the event it notifies of, so that the count
     /// survives a restart exactly.
     CountNotification { sub: String, limit: u64 },
+    /// Append an entry to the admission decision log; the store numbers it (its `seq`, in
+    /// [`TxOutcome::decisions`]) unless it has a number already (an import of an older log).
+    Decision(Decision),
+    /// Remove the decision-log entries numbered `seq` or less.
+    TrimDecisions(u64),
+    /// Keep a signed registry answer once, under `key` (a digest of its body): the AEs admitted on
+    /// it refer to it by that key. Nothing happens when it is kept already.
+    Answer { key: String, body: Vec<u8>, signature: String },
+    /// Set one of the CSE's own named values (the change-feed position admission applied).
+    SetState { key: String, value: i64 },
 }
 
 /// Writes applied together, atomically.
@@ -87,6 +98,8 @@ pub struct TxOutcome {
     /// For each [`Write::CountNotification`]: the subscription and its count after this
     /// notification, or `None` when it had reached its limit or is gone (nothing may be sent).
     pub counted: Vec<(String, Option<u64>)>,
+    /// For each [`Write::Decision`]: its `seq`.
+    pub decisions: Vec<u64>,
 }
 
 /// What discovery looks for below a resource. Conditions on indexed columns are evaluated by the
@@ -160,6 +173,16 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a transaction atomically and durably.
     fn apply(&self, tx: Tx) -> StoreFuture<'_, TxOutcome>;
 
-    /// Removes everything (the Upper Tester's `Reset`).
+    /// Removes every resource (the Upper Tester's `Reset`). The decision log and the kept answers
+    /// stay.
     fn clear(&self) -> StoreFuture<'_, ()>;
+
+    /// The newest decision-log entries that match, newest first.
+    fn decisions<'a>(&'a self, f: &'a DecisionFilter) -> StoreFuture<'a, Vec<Decision>>;
+
+    /// A signed answer kept by [`Write::Answer`]: its body and signature.
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<(Vec<u8>, String)>>;
+
+    /// A value set by [`Write::SetState`].
+    fn state<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<i64>>;
 }

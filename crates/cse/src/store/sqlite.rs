@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use super::decisions::{Decision, DecisionFilter};
 use super::{DiscoveryCursor, DiscoveryPage, DiscoveryQuery, Store, StoreError, StoreFuture, Tx, TxOutcome, Write};
 use crate::resource::Resource;
 
@@ -79,6 +80,34 @@ UPDATE resources SET aged = ct + (SELECT c.mia FROM resources c WHERE c.ri = res
 WHERE ty = 4 AND pi IN (SELECT ri FROM resources WHERE mia IS NOT NULL);
 CREATE INDEX resources_aged ON resources(aged) WHERE aged IS NOT NULL;
 ";
+
+/// The admission decision log, the signed answers admitted AEs refer to, and the CSE's own named
+/// values (the change-feed position), in the resource tree's database: an AE and the decision that
+/// admitted it are written in one transaction. (Before, the log had a database of its own,
+/// `decisions.db`, which [`SqliteStore::open`] imports once.)
+const MIGRATION_5: &str = "
+CREATE TABLE decisions (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    ae_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    profile_version INTEGER,
+    outcome TEXT NOT NULL,
+    rsc INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    rule TEXT,
+    message TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'registration',
+    count INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX decisions_app ON decisions(app_id, seq);
+CREATE TABLE answers (key TEXT PRIMARY KEY, body BLOB NOT NULL, signature TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+const DECISION_COLUMNS: &str =
+    "seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode, stage, count";
 
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
@@ -144,6 +173,10 @@ enum Prepared {
     Update(Encoded),
     Delete(String),
     Count(String, i64),
+    Decision(Decision),
+    TrimDecisions(i64),
+    Answer { key: String, body: Vec<u8>, signature: String },
+    SetState(String, i64),
 }
 
 fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
@@ -158,6 +191,10 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
                 Write::CountNotification { sub, limit } => {
                     Prepared::Count(sub, i64::try_from(limit).unwrap_or(i64::MAX))
                 }
+                Write::Decision(d) => Prepared::Decision(d),
+                Write::TrimDecisions(seq) => Prepared::TrimDecisions(i64::try_from(seq).unwrap_or(i64::MAX)),
+                Write::Answer { key, body, signature } => Prepared::Answer { key, body, signature },
+                Write::SetState { key, value } => Prepared::SetState(key, value),
             })
         })
         .collect()
@@ -208,6 +245,7 @@ impl SqliteStore {
         // past 1000 pages, has little left to copy.
         conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
+        import_decision_log(&conn, dir)?;
         let checkpointer = open_connection(&path).map_err(backend)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
@@ -265,6 +303,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     if v < 4 {
         conn.execute_batch(&format!("BEGIN; {MIGRATION_4} INSERT INTO schema_version VALUES (4); COMMIT;"))?;
+    }
+    if v < 5 {
+        conn.execute_batch(&format!("BEGIN; {MIGRATION_5} INSERT INTO schema_version VALUES (5); COMMIT;"))?;
     }
     Ok(())
 }
@@ -444,6 +485,34 @@ impl Store for SqliteStore {
             rx.await.map_err(|_| backend("the store writer stopped"))?
         })
     }
+
+    fn decisions<'a>(&'a self, f: &'a DecisionFilter) -> StoreFuture<'a, Vec<Decision>> {
+        let inner = self.inner.clone();
+        let f = f.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.read(|c| query_decisions(c, &f)))
+                .await
+                .map_err(|e| backend(format!("decision query failed: {e}")))?
+        })
+    }
+
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<(Vec<u8>, String)>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                c.prepare_cached("SELECT body, signature FROM answers WHERE key = ?1")?
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+        })
+    }
+
+    fn state<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(async move {
+            self.inner.read(|c| {
+                c.prepare_cached("SELECT value FROM state WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()
+            })
+        })
+    }
 }
 
 fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<DiscoveryPage> {
@@ -598,9 +667,120 @@ fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
                     .map_err(backend)?;
                 out.counted.push((sub.clone(), sent.map(|n| n as u64)));
             }
+            Prepared::Decision(d) => out.decisions.push(insert_decision(c, d)?),
+            Prepared::TrimDecisions(seq) => {
+                c.prepare_cached("DELETE FROM decisions WHERE seq <= ?1")
+                    .and_then(|mut s| s.execute([seq]))
+                    .map_err(backend)?;
+            }
+            Prepared::Answer { key, body, signature } => {
+                c.prepare_cached("INSERT OR IGNORE INTO answers (key, body, signature) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![key, body, signature]))
+                    .map_err(backend)?;
+            }
+            Prepared::SetState(key, value) => {
+                c.prepare_cached(
+                    "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(backend)?;
+            }
         }
     }
     Ok(out)
+}
+
+/// Appends a decision (numbered by SQLite unless it has a number) and gives its `seq`.
+fn insert_decision(c: &Connection, d: &Decision) -> Result<u64, StoreError> {
+    c.prepare_cached(&format!(
+        "INSERT INTO decisions ({DECISION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            (d.seq > 0).then_some(d.seq as i64),
+            d.at,
+            d.ae_id,
+            d.app_id,
+            d.profile_version.map(|v| v as i64),
+            d.outcome,
+            d.rsc,
+            d.reason,
+            d.rule,
+            d.message,
+            d.mode,
+            d.stage,
+            d.count as i64
+        ])
+    })
+    .map_err(backend)?;
+    Ok(c.last_insert_rowid() as u64)
+}
+
+fn row_to_decision(r: &rusqlite::Row<'_>) -> rusqlite::Result<Decision> {
+    Ok(Decision {
+        seq: r.get::<_, i64>(0)? as u64,
+        at: r.get(1)?,
+        ae_id: r.get(2)?,
+        app_id: r.get(3)?,
+        profile_version: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        outcome: r.get(5)?,
+        rsc: r.get(6)?,
+        reason: r.get(7)?,
+        rule: r.get(8)?,
+        message: r.get(9)?,
+        mode: r.get(10)?,
+        stage: r.get(11)?,
+        count: r.get::<_, i64>(12)? as u64,
+    })
+}
+
+fn query_decisions(c: &Connection, f: &DecisionFilter) -> rusqlite::Result<Vec<Decision>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DECISION_COLUMNS} FROM decisions
+         WHERE (?1 IS NULL OR app_id = ?1) AND (?2 IS NULL OR ae_id = ?2)
+           AND (?3 IS NULL OR outcome = ?3) AND (?4 IS NULL OR seq < ?4)
+         ORDER BY seq DESC LIMIT ?5"
+    ))?;
+    let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+    stmt.query_map(params![f.app_id, f.ae_id, f.outcome, f.before.map(|b| b as i64), limit], row_to_decision)?.collect()
+}
+
+/// Moves the entries and the feed position of a decision log of its own (`decisions.db`, before
+/// schema 5) into the store, in one transaction, and renames the old file: it is read once.
+fn import_decision_log(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+    let old = dir.join("decisions.db");
+    if !old.exists() {
+        return Ok(());
+    }
+    let path = old.to_str().ok_or_else(|| backend("the data directory's path is not UTF-8"))?;
+    conn.execute("ATTACH DATABASE ?1 AS old", [path]).map_err(backend)?;
+    // The first logs had neither `stage` nor `count`.
+    let has = |col: &str| -> bool {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('decisions', 'old') WHERE name = ?1", [col], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|n| n > 0)
+    };
+    let stage = if has("stage") { "stage" } else { "'registration'" };
+    let count = if has("count") { "count" } else { "1" };
+    let copied = conn.execute_batch(&format!(
+        "BEGIN;
+         INSERT OR IGNORE INTO decisions ({DECISION_COLUMNS})
+             SELECT seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode, {stage}, {count}
+             FROM old.decisions;
+         INSERT OR IGNORE INTO state (key, value) SELECT key, value FROM old.admission_state;
+         COMMIT;"
+    ));
+    if copied.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    conn.execute_batch("DETACH DATABASE old").map_err(backend)?;
+    copied.map_err(|e| backend(format!("cannot import {}: {e}", old.display())))?;
+    std::fs::rename(&old, dir.join("decisions.db.imported")).map_err(backend)?;
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("decisions.db{ext}")));
+    }
+    Ok(())
 }
 
 fn parent_exists(c: &Connection, pi: &str) -> Result<bool, StoreError> {

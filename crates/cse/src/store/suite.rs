@@ -3,6 +3,7 @@
 use onem2m::{ResourceType, Timestamp};
 use serde_json::{Value, json};
 
+use super::decisions::{Decision, DecisionFilter};
 use super::{DiscoveryQuery, Store, StoreError, Tx, Write};
 use crate::resource::Resource;
 
@@ -221,6 +222,75 @@ pub(crate) async fn run(s: &dyn Store) {
     assert_eq!((c.get_u64("cni"), c.get_u64("cbs")), (Some(200), Some(400)));
     assert_eq!(s.get_many(&["c2-0".into(), "c2-199".into(), "nope".into()]).await.unwrap().len(), 2);
 
+    admission_records(s).await;
+
     s.clear().await.unwrap();
     assert!(s.get("id-in").await.unwrap().is_none());
+    // The decision log, the kept answers and the named values outlive a Reset.
+    let all = DecisionFilter { limit: 100, ..Default::default() };
+    assert_eq!(s.decisions(&all).await.unwrap().len(), 1);
+    assert!(s.answer("k1").await.unwrap().is_some());
+    assert_eq!(s.state("feed_seq").await.unwrap(), Some(9));
+}
+
+pub(crate) fn decision(ae: &str, outcome: &str) -> Decision {
+    Decision {
+        seq: 0,
+        at: "20260101T000000,000000".into(),
+        ae_id: ae.into(),
+        app_id: "Ra.b.c".into(),
+        profile_version: Some(1),
+        outcome: outcome.into(),
+        rsc: 2001,
+        reason: "admitted".into(),
+        rule: None,
+        message: "m".into(),
+        mode: "enforce".into(),
+        stage: "registration".into(),
+        count: 1,
+    }
+}
+
+/// Decisions, kept answers and named values: written in the transactions of resources, all or
+/// nothing.
+async fn admission_records(s: &dyn Store) {
+    let answer =
+        |body: &str| Write::Answer { key: "k1".into(), body: body.as_bytes().to_vec(), signature: "sig".into() };
+    let ae3 = res(ResourceType::Ae, "Cae3", "id-in", "cse-in/ae3", json!({}));
+    let out = s
+        .apply(Tx { writes: vec![Write::Create(ae3), Write::Decision(decision("Cae3", "admitted")), answer("first")] })
+        .await
+        .unwrap();
+    assert_eq!(out.decisions.len(), 1);
+    let first = out.decisions[0];
+    // A transaction that fails keeps neither its decision nor its answer.
+    let dup = res(ResourceType::Ae, "Cae3", "id-in", "cse-in/ae3b", json!({}));
+    let k2 = Write::Answer { key: "k2".into(), body: b"x".to_vec(), signature: "s".into() };
+    let failed = s.apply(Tx { writes: vec![Write::Decision(decision("Cae3", "admitted")), k2, Write::Create(dup)] });
+    assert_eq!(failed.await.unwrap_err(), StoreError::DuplicateRi("Cae3".into()));
+    assert!(s.answer("k2").await.unwrap().is_none());
+    // An answer is kept once: the first body stays.
+    let out =
+        s.apply(Tx { writes: vec![Write::Decision(decision("Cae4", "rejected")), answer("second")] }).await.unwrap();
+    assert!(out.decisions[0] > first, "numbered in order");
+    assert_eq!(s.answer("k1").await.unwrap(), Some((b"first".to_vec(), "sig".into())));
+    let all = DecisionFilter { limit: 100, ..Default::default() };
+    let got = s.decisions(&all).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.ae_id.as_str()).collect::<Vec<_>>(), ["Cae4", "Cae3"], "newest first");
+    assert_eq!(got[1], Decision { seq: first, ..decision("Cae3", "admitted") });
+    let rejected = DecisionFilter { outcome: Some("rejected".into()), limit: 100, ..Default::default() };
+    assert_eq!(s.decisions(&rejected).await.unwrap().len(), 1);
+    let before = DecisionFilter { before: Some(out.decisions[0]), limit: 100, ..Default::default() };
+    assert_eq!(s.decisions(&before).await.unwrap()[0].seq, first);
+    // Trimming removes the oldest entries.
+    s.apply(Tx::one(Write::Decision(decision("Cae5", "rejected")))).await.unwrap();
+    s.apply(Tx::one(Write::TrimDecisions(first))).await.unwrap();
+    assert_eq!(s.decisions(&all).await.unwrap().iter().map(|d| d.ae_id.as_str()).collect::<Vec<_>>(), ["Cae5", "Cae4"]);
+    s.apply(Tx::one(Write::TrimDecisions(first + 1))).await.unwrap();
+    // Named values.
+    assert_eq!(s.state("feed_seq").await.unwrap(), None);
+    for v in [3, 9] {
+        s.apply(Tx::one(Write::SetState { key: "feed_seq".into(), value: v })).await.unwrap();
+    }
+    assert_eq!(s.state("feed_seq").await.unwrap(), Some(9));
 }

@@ -313,6 +313,18 @@ impl Store for Breakable {
     fn clear(&self) -> StoreFuture<'_, ()> {
         self.inner.clear()
     }
+    fn decisions<'a>(
+        &'a self,
+        f: &'a cse::store::decisions::DecisionFilter,
+    ) -> StoreFuture<'a, Vec<cse::store::decisions::Decision>> {
+        self.inner.decisions(f)
+    }
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<(Vec<u8>, String)>> {
+        self.inner.answer(key)
+    }
+    fn state<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<i64>> {
+        self.inner.state(key)
+    }
 }
 
 #[tokio::test]

@@ -413,6 +413,18 @@ impl cse::store::Store for SlowAck {
     fn clear(&self) -> cse::store::StoreFuture<'_, ()> {
         self.inner.clear()
     }
+    fn decisions<'a>(
+        &'a self,
+        f: &'a cse::store::decisions::DecisionFilter,
+    ) -> cse::store::StoreFuture<'a, Vec<cse::store::decisions::Decision>> {
+        self.inner.decisions(f)
+    }
+    fn answer<'a>(&'a self, key: &'a str) -> cse::store::StoreFuture<'a, Option<(Vec<u8>, String)>> {
+        self.inner.answer(key)
+    }
+    fn state<'a>(&'a self, key: &'a str) -> cse::store::StoreFuture<'a, Option<i64>> {
+        self.inner.state(key)
+    }
 }
 
 /// A write committed after the request's deadline is answered as done, and notifies: the deadline
