@@ -20,6 +20,7 @@ pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use appid::profile::Sharing;
@@ -112,7 +113,7 @@ impl Grant {
 
     /// The write that keeps the signed answer admitted on, for the AE's transaction.
     pub fn answer_write(&self) -> Option<Write> {
-        self.answer.as_ref().map(|a| Write::Answer {
+        self.answer.as_ref().filter(|a| !a.kept.load(Ordering::Relaxed)).map(|a| Write::Answer {
             key: a.key.clone(),
             body: a.body.to_vec(),
             signature: a.signature.clone(),
@@ -556,6 +557,9 @@ impl Admission {
             .increment(1);
         tracing::info!(ae = %reg.stem, app_id = %reg.app_id, outcome = "admitted", reason = grant.reason, "admission decision");
         self.log.appended(out).await;
+        if let Some(a) = &grant.answer {
+            a.kept.store(true, Ordering::Relaxed);
+        }
         let record = grant.answer.as_ref().and_then(|a| a.record.clone());
         self.activate(AeState {
             stem: reg.stem.to_owned(),
@@ -599,6 +603,7 @@ impl Admission {
     pub fn adopt_kept(&self, body: Vec<u8>, signature: String) -> Option<Arc<Answer>> {
         self.profiles
             .adopt(Bytes::from(body), signature)
+            .inspect(|a| a.kept.store(true, Ordering::Relaxed))
             .inspect_err(|e| tracing::warn!(error = %e, "a kept registry answer no longer verifies"))
             .ok()
     }
@@ -619,7 +624,13 @@ impl Admission {
         };
         let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
         let answer = kept.or_else(|| match (text("profile"), text("signature")) {
-            (Some(body), Some(sig)) => self.adopt_kept(body.into_bytes(), sig),
+            (Some(body), Some(sig)) => self
+                .profiles
+                .adopt(Bytes::from(body), sig)
+                .inspect_err(
+                    |e| tracing::warn!(ae = ae.ri(), error = %e, "the stored profile of an AE no longer verifies"),
+                )
+                .ok(),
             _ => None,
         });
         if let Some(a) = &answer {

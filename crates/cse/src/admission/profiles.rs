@@ -33,7 +33,7 @@ const REFRESH_CONCURRENCY: usize = 8;
 const FEED_WAIT: Duration = Duration::from_secs(25);
 
 /// A verified registry answer, kept with the bytes and signature it came in.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Answer {
     pub record: Option<Arc<Record>>,
     pub body: Bytes,
@@ -41,6 +41,8 @@ pub struct Answer {
     /// The SHA-256 of the body (hex): the key under which the store keeps it once for all the AEs
     /// admitted on it.
     pub key: String,
+    /// Known to be kept in the store already (then AE transactions need not write it again).
+    pub kept: AtomicBool,
 }
 
 impl Answer {
@@ -245,7 +247,7 @@ impl Profiles {
             return Err(untrusted("an answer that is registered without a record, or the opposite"));
         }
         let key = pki::Fingerprint::of(&body).to_hex();
-        Ok(Arc::new(Answer { record: parsed.record.map(Arc::new), body, signature, key }))
+        Ok(Arc::new(Answer { record: parsed.record.map(Arc::new), body, signature, key, kept: Default::default() }))
     }
 
     /// The profile of `app_id`: from the cache within its TTL, else from the registry (concurrent

@@ -203,6 +203,20 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
 /// How often the WAL is copied into the database, off the writer thread.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// A WAL this many pages long is copied even if the writer has to wait: readers that never let a
+/// passive checkpoint finish must not make it grow without end.
+const WAL_PAGES_MAX: i64 = 64 * 1024;
+
+/// Copies what it can of the WAL into the database without waiting; when the WAL has grown past
+/// [`WAL_PAGES_MAX`] all the same, waits for the readers and has the writer start it over.
+fn checkpoint(c: &Connection) -> rusqlite::Result<()> {
+    let (_busy, log): (i64, i64) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if log > WAL_PAGES_MAX {
+        c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
@@ -225,6 +239,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB
+    // The writer's savepoints journal in memory, not in a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -241,8 +257,9 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
         // A thread of its own copies the WAL into the database all the time (PASSIVE: it never waits
-        // for anyone), so the writer's own checkpoint, which lets the WAL start over when it has grown
-        // past 1000 pages, has little left to copy.
+        // for anyone), so that the writer never checkpoints (nor syncs the database file) itself: it
+        // starts the WAL over once everything in it has been copied.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
         import_decision_log(&conn, dir)?;
@@ -261,7 +278,7 @@ impl SqliteStore {
                 // waits for readers or the writer).
                 while alive.strong_count() > 0 {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    if let Err(e) = checkpoint(&checkpointer) {
                         tracing::warn!(error = %e, "checkpoint failed");
                     }
                 }
@@ -591,7 +608,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 /// Applies a group of jobs in one SQLite transaction and answers each.
 fn run_group(conn: &mut Connection, batch: &mut Vec<Job>) {
     let mut results: Vec<Result<Option<TxOutcome>, StoreError>> = Vec::with_capacity(batch.len());
-    let begun = conn.execute_batch("BEGIN IMMEDIATE");
+    let begun = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]));
     if let Err(e) = begun {
         for job in batch.drain(..) {
             answer(job, Err(backend(&e)));
@@ -607,7 +624,7 @@ fn run_group(conn: &mut Connection, batch: &mut Vec<Job>) {
         };
         results.push(r);
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
         let _ = conn.execute_batch("ROLLBACK");
         let e = backend(format!("commit failed: {e}"));
         for job in batch.drain(..) {
@@ -631,15 +648,19 @@ fn answer(job: Job, r: Result<Option<TxOutcome>, StoreError>) {
     }
 }
 
+/// Runs `f` in a savepoint of the group's transaction: undone alone if it fails. The savepoint
+/// statements are prepared once (a group runs thousands of them a second).
 fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    c.execute_batch("SAVEPOINT tx").map_err(backend)?;
+    let run = |sql: &str| c.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(backend);
+    run("SAVEPOINT tx")?;
     match f(c) {
         Ok(v) => {
-            c.execute_batch("RELEASE tx").map_err(backend)?;
+            run("RELEASE tx")?;
             Ok(v)
         }
         Err(e) => {
-            c.execute_batch("ROLLBACK TO tx; RELEASE tx").map_err(backend)?;
+            run("ROLLBACK TO tx")?;
+            run("RELEASE tx")?;
             Err(e)
         }
     }
@@ -994,6 +1015,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
         super::super::suite::run(&store).await;
+    }
+
+    /// The writer never checkpoints; the checkpointer's copies let it start the WAL over, so the
+    /// WAL stays as long as what is written between two checkpoints.
+    #[tokio::test]
+    async fn the_wal_starts_over_after_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        super::super::suite::seed(&store).await;
+        let checkpointer = open_connection(&dir.path().join("cse.db")).unwrap();
+        let wal_pages = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)).unwrap()
+        };
+        let mut most = 0;
+        for round in 0..20 {
+            let writes = (0..50).map(|n| {
+                let ri = format!("C{round}x{n}");
+                let r = super::super::suite::res(
+                    ResourceType::Ae,
+                    &ri,
+                    "id-in",
+                    &format!("cse-in/{ri}"),
+                    serde_json::json!({}),
+                );
+                store.apply(Tx::one(Write::Create(r)))
+            });
+            for r in futures_util::future::join_all(writes).await {
+                r.unwrap();
+            }
+            checkpoint(&checkpointer).unwrap();
+            most = most.max(wal_pages(&checkpointer));
+        }
+        assert!(most > 0);
+        let wal = std::fs::metadata(dir.path().join("cse.db-wal")).unwrap().len();
+        // 20 rounds of 50 AEs in one WAL would be about 1000 pages; a round is a few dozen.
+        assert!(most < 200 && wal < 200 * 4096 + 32 * 1024, "the WAL grew to {most} pages, {wal} bytes");
     }
 
     #[tokio::test]
