@@ -389,26 +389,37 @@ impl Profiles {
     }
 
     /// Applies what changed while the CSE was not following the feed, before it serves: the
-    /// changes after `from` (the stored position), or — without a position — a fresh lookup of
-    /// every watched App-ID. Gives up after `deadline`; [`Profiles::caught_up`] tells whether it
+    /// changes after `from` (the stored position), then — and without a position, only — a fresh
+    /// lookup of every watched App-ID (a revocation applied before a restart is not in the
+    /// changes after the stored position). Gives up after `deadline`; [`Profiles::caught_up`] tells whether it
     /// finished (the follower finishes it later otherwise).
     pub async fn catch_up(self: &Arc<Self>, from: Option<u64>, deadline: Duration) -> bool {
         let work = async {
             match from {
-                Some(mut after) => loop {
-                    let page = self.client.changes(Some(after), Duration::ZERO).await.map_err(classify)?;
-                    if page.last < after {
-                        self.reset().await;
+                Some(mut after) => {
+                    loop {
+                        let page = self.client.changes(Some(after), Duration::ZERO).await.map_err(classify)?;
+                        if page.last < after {
+                            self.reset().await;
+                            self.save_feed_seq(page.last).await;
+                            return Ok::<(), Failure>(());
+                        }
+                        self.apply_changes(&page.changes).await;
                         self.save_feed_seq(page.last).await;
-                        return Ok::<(), Failure>(());
+                        if page.changes.is_empty() {
+                            break;
+                        }
+                        after = page.last;
                     }
-                    self.apply_changes(&page.changes).await;
-                    self.save_feed_seq(page.last).await;
-                    if page.changes.is_empty() {
-                        return Ok(());
+                    // What the feed said before the stored position (a revocation applied before a
+                    // restart, say) is known only to the registry now: the restored App-IDs are
+                    // looked up again.
+                    let ids: Vec<AppId> = self.watched.read().iter().cloned().collect();
+                    match self.refresh_all(ids).await.into_iter().next() {
+                        Some(f) => Err(f),
+                        None => Ok(()),
                     }
-                    after = page.last;
-                },
+                }
                 None => {
                     let head = self.client.changes(None, Duration::ZERO).await.map_err(classify)?.last;
                     let ids: Vec<AppId> = self.watched.read().iter().cloned().collect();
@@ -464,36 +475,42 @@ impl Profiles {
         self.refresh_all(ids.into_iter().collect()).await;
     }
 
-    /// Follows the change feed until cancelled, after `from` (a sequence number already handled)
-    /// or, without it, from the registry's head when the feed is first reached. The position is
-    /// stored after every page.
+    /// Follows the change feed until cancelled. A catch-up ([`Profiles::catch_up`] from `from`)
+    /// that has not finished is finished first, retried with a backoff; then the feed is followed
+    /// from the position reached, which is stored after every page.
     pub async fn follow(self: Arc<Self>, from: Option<u64>, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
-        let mut started = from.is_some();
-        if let Some(seq) = from {
-            self.feed_seq.store(seq, Ordering::Relaxed);
+        // A catch-up that did not finish before the CSE served is finished first.
+        while !self.caught_up() {
+            let done = tokio::select! {
+                () = cancel.cancelled() => return,
+                done = self.catch_up(from, FEED_WAIT) => done,
+            };
+            if done {
+                break;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+        backoff = Duration::from_millis(200);
         loop {
-            let after = if started { Some(self.feed_seq.load(Ordering::Relaxed)) } else { None };
-            let wait = if started { FEED_WAIT } else { Duration::ZERO };
+            let after = self.feed_seq.load(Ordering::Relaxed);
             let page = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = self.client.changes(after, wait) => r,
+                r = self.client.changes(Some(after), FEED_WAIT) => r,
             };
             match page {
                 Ok(page) => {
                     backoff = Duration::from_millis(200);
-                    if after.is_some_and(|a| page.last < a) {
+                    if page.last < after {
                         self.reset().await;
-                    } else if started {
+                    } else {
                         self.apply_changes(&page.changes).await;
                     }
-                    started = true;
                     self.save_feed_seq(page.last).await;
-                    if page.changes.is_empty() {
-                        // Nothing more to apply: whatever changed while the CSE was down is in.
-                        self.caught_up.store(true, Ordering::Release);
-                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "change feed unavailable; retrying");

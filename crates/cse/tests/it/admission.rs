@@ -1320,6 +1320,26 @@ async fn a_revocation_while_the_cse_is_down_is_applied_before_it_serves() {
     assert!(env.admission().profiles().caught_up());
 }
 
+/// The feed position stored at the restart is past the revocation: the restored App-IDs are
+/// looked up again, so that the revocation holds after the restart too.
+#[tokio::test]
+async fn a_revocation_applied_before_a_restart_still_holds_after_it() {
+    let env = Env::start(ENFORCE).await;
+    let app = env.create(profile(NONE_APP)).await;
+    let a = env.plain(&register("C", "a", NONE_APP)).await.str_at("/m2m:ae/aei");
+    env.admin.set_status(&app, Status::Revoked, "stolen keys").await.unwrap();
+    let get = Req::get("/cse-in/a", &a);
+    assert!(eventually(DEADLINE, async || env.plain(&get).await.rsc == 4126).await, "blocked while running");
+    let profiles = env.admission().profiles().clone();
+    let head = env.admin.changes(None, Duration::ZERO).await.unwrap().last;
+    assert!(eventually(DEADLINE, async || profiles.feed_seq() >= head).await, "the revocation's position is stored");
+    let env = env.restart().await;
+    let r = env.plain(&get).await;
+    assert_eq!(r.rsc, 4126, "{}", r.body);
+    assert!(r.str_at("/m2m:dbg").contains("revoked"), "{}", r.body);
+    assert!(env.admission().profiles().caught_up());
+}
+
 #[tokio::test]
 async fn an_ae_cannot_widen_who_reads_its_data() {
     let env = Env::start("[admission]\nunregistered = \"admit\"").await;
