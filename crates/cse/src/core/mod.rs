@@ -144,6 +144,13 @@ impl Ctx {
     pub fn plain(binding: Binding) -> Self {
         Self { binding, sa: None, payload_len: 0, admin_authenticated: false, remote_addr: None }
     }
+
+    /// Whether the originator is authenticated (what `acaf` asks for): over a security association
+    /// whose certificate verified, or with the admin token. A certificate that did not verify
+    /// proves nothing.
+    pub fn authenticated(&self) -> bool {
+        self.sa.as_ref().is_some_and(|sa| sa.unverified.is_none()) || self.admin_authenticated
+    }
 }
 
 /// Settings the Upper Tester may change at run time (TS-0019).
@@ -458,7 +465,7 @@ impl Cse {
         if kind == Originator::Empty && !(req.op == Operation::Create && req.ty == Some(onem2m::ResourceType::Ae)) {
             return Err(Error::bad_request("the originator (X-M2M-Origin, From) is missing"));
         }
-        Ok(Orig { id, kind, remote: ctx.remote_addr, authenticated: ctx.sa.is_some() || ctx.admin_authenticated })
+        Ok(Orig { id, kind, remote: ctx.remote_addr, authenticated: ctx.authenticated() })
     }
 
     fn is_own_sp(&self, sp: Option<&onem2m::SpId>) -> bool {
@@ -557,5 +564,30 @@ impl Target {
             Target::Resource(r) => Ok(r),
             _ => Err(Error::new(Rsc::OperationNotAllowed, format!("{op:?} is not allowed on a virtual resource"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod ctx_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_verified_certificate_or_the_admin_token_authenticates() {
+        let sa = |unverified: Option<Unverified>| SecurityAssociation {
+            credential_id: "ab".into(),
+            app_id: Some("Ra.b.c".into()),
+            ae_id: None,
+            root_sha256: None,
+            unverified,
+        };
+        let mut ctx = Ctx::plain(Binding::Http);
+        assert!(!ctx.authenticated());
+        ctx.sa = Some(sa(None));
+        assert!(ctx.authenticated());
+        let failed = Unverified { reason: "wrong_root", message: "m".into(), chain: Arc::from(Vec::new()) };
+        ctx.sa = Some(sa(Some(failed)));
+        assert!(!ctx.authenticated(), "a certificate that did not verify proves nothing");
+        ctx.admin_authenticated = true;
+        assert!(ctx.authenticated());
     }
 }
