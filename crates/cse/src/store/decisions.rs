@@ -67,6 +67,20 @@ pub struct DecisionFilter {
 pub const DEFAULT_MAX_ENTRIES: u64 = 500_000;
 /// Old entries are trimmed every this many appends.
 const TRIM_EVERY: u64 = 1000;
+/// The longest AE-ID and App-ID kept in an entry, in characters (longer ones are cut, marked `…`).
+const MAX_ID_CHARS: usize = 256;
+/// The longest message kept in an entry, in characters.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Cuts `s` to at most `max` characters, the last of them `…` when something was cut.
+fn cut(s: &mut String, max: usize) {
+    if let Some((at, _)) = s.char_indices().nth(max) {
+        let keep = s[..at].char_indices().nth(max - 1).map_or(at, |(i, _)| i);
+        s.truncate(keep);
+        s.push('…');
+    }
+}
+
 /// The key of the change-feed position in the store's named values.
 const FEED_SEQ: &str = "feed_seq";
 
@@ -101,14 +115,18 @@ impl DecisionLog {
     }
 
     /// The write that appends `d`, for a transaction of the caller's; give its outcome to
-    /// [`DecisionLog::appended`].
-    pub fn entry(d: Decision) -> Write {
+    /// [`DecisionLog::appended`]. What a client chose (its AE-ID, the App-ID it claimed, and the
+    /// message that may quote them) is cut to a bounded length.
+    pub fn entry(mut d: Decision) -> Write {
+        cut(&mut d.ae_id, MAX_ID_CHARS);
+        cut(&mut d.app_id, MAX_ID_CHARS);
+        cut(&mut d.message, MAX_MESSAGE_CHARS);
         Write::Decision(d)
     }
 
     /// Appends a decision on its own and returns its `seq`.
     pub async fn append(&self, d: Decision) -> Result<u64, StoreError> {
-        let out = self.store.apply(Tx::one(Write::Decision(d))).await?;
+        let out = self.store.apply(Tx::one(Self::entry(d))).await?;
         let seq = out.decisions.first().copied().unwrap_or_default();
         self.appended(&out).await;
         Ok(seq)
@@ -195,6 +213,32 @@ mod tests {
         assert!(all.len() <= 19, "{} entries kept", all.len());
         assert_eq!(all[0].seq, 35, "the newest stay");
         assert!(all.iter().all(|d| d.seq > 35 - 19));
+    }
+
+    #[tokio::test]
+    async fn what_a_client_chose_is_kept_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), DEFAULT_MAX_ENTRIES);
+        let mut big = d(&"R".repeat(100_000), "rejected");
+        big.ae_id = "C".repeat(10_000);
+        big.message = format!("the App-ID {} is not registered", "é".repeat(5000));
+        log.append(big).await.unwrap();
+        log.append(d("Ra.b.c", "rejected")).await.unwrap();
+        let all = log.query(DecisionFilter { limit: 10, ..Default::default() }).await.unwrap();
+        let got = &all[1];
+        assert_eq!((got.app_id.chars().count(), got.ae_id.chars().count()), (MAX_ID_CHARS, MAX_ID_CHARS));
+        assert!(got.app_id.ends_with('…') && got.app_id.starts_with("RRR"));
+        assert_eq!(got.message.chars().count(), MAX_MESSAGE_CHARS);
+        assert_eq!(all[0].app_id, "Ra.b.c", "short ones are kept whole");
+    }
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        for (s, max, want) in [("abc", 3, "abc"), ("abcd", 3, "ab…"), ("ééé", 2, "é…"), ("", 1, "")] {
+            let mut s = s.to_owned();
+            cut(&mut s, max);
+            assert_eq!(s, want);
+        }
     }
 
     /// A data directory of an earlier version: the log in `decisions.db` of its own, from before
