@@ -65,15 +65,28 @@ struct Slot {
 pub(crate) struct RefusalLog {
     registrations: Mutex<Bucket>,
     coalesced: Mutex<Bucket>,
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    slots: Mutex<Slots>,
 }
+
+/// The kinds tracked, and when the table was last swept of kinds whose window is over.
+#[derive(Debug, Default)]
+struct Slots {
+    map: HashMap<(String, String), Slot>,
+    swept: Option<Instant>,
+}
+
+/// A full table is swept at most this often: a flood of new kinds costs a sweep per interval, not
+/// one per refusal.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The longest originator or App-ID a key keeps, in characters.
+const MAX_KEY_CHARS: usize = 256;
 
 impl Default for RefusalLog {
     fn default() -> Self {
         Self {
             registrations: Mutex::new(Bucket::new(REGISTRATION_BURST, REGISTRATION_PER_SECOND)),
             coalesced: Mutex::new(Bucket::new(COALESCED_BURST, COALESCED_PER_SECOND)),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
         }
     }
 }
@@ -94,17 +107,22 @@ impl RefusalLog {
         self.coalesce(format!("request {originator}"), reason, Instant::now())
     }
 
-    fn coalesce(&self, who: String, reason: &str, now: Instant) -> Option<u64> {
+    fn coalesce(&self, mut who: String, reason: &str, now: Instant) -> Option<u64> {
+        crate::store::decisions::cut(&mut who, MAX_KEY_CHARS);
         let mut slots = self.slots.lock();
+        let Slots { map, swept } = &mut *slots;
         let key = (who, reason.to_owned());
-        if !slots.contains_key(&key) && slots.len() >= MAX_KEYS {
-            slots.retain(|_, s| s.written.is_some_and(|t| now.saturating_duration_since(t) < WINDOW));
-            if slots.len() >= MAX_KEYS {
+        if !map.contains_key(&key) && map.len() >= MAX_KEYS {
+            if swept.is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY) {
+                map.retain(|_, s| s.written.is_some_and(|t| now.saturating_duration_since(t) < WINDOW));
+                *swept = Some(now);
+            }
+            if map.len() >= MAX_KEYS {
                 metrics::counter!("warden_admission_log_dropped_total").increment(1);
                 return None;
             }
         }
-        let slot = slots.entry(key).or_default();
+        let slot = map.entry(key).or_default();
         let due = slot.written.is_none_or(|t| now.saturating_duration_since(t) >= WINDOW);
         if due && self.coalesced.lock().take(now) {
             let count = 1 + slot.suppressed;
@@ -155,9 +173,30 @@ mod tests {
         let log = RefusalLog::default();
         let written = (0..MAX_KEYS + 10).filter(|i| log.request(&format!("C{i}"), "credential_mismatch").is_some());
         assert_eq!(written.count(), COALESCED_BURST as usize, "at most the budget is written at once");
-        assert!(log.slots.lock().len() <= MAX_KEYS);
+        assert!(log.slots.lock().map.len() <= MAX_KEYS);
         tokio::time::advance(WINDOW).await;
         // Expired kinds make room again.
         assert!(log.request("Cnew", "credential_mismatch").is_some());
+        // A full table is swept once per interval, not for every new kind.
+        let full = RefusalLog::default();
+        for i in 0..MAX_KEYS {
+            let live = Slot { written: Some(Instant::now()), suppressed: 0 };
+            full.slots.lock().map.insert((format!("request C{i}"), "x".into()), live);
+        }
+        assert!(full.request("Cfirst", "x").is_none(), "every kind is within its window: no room");
+        let swept = full.slots.lock().swept;
+        assert!(swept.is_some());
+        for i in 0..MAX_KEYS {
+            full.request(&format!("Cagain{i}"), "x");
+        }
+        assert_eq!(full.slots.lock().swept, swept, "no second sweep within the interval");
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let log = RefusalLog::default();
+        log.request(&"C".repeat(100_000), "rate_limited");
+        let slots = log.slots.lock();
+        assert!(slots.map.keys().all(|(who, _)| who.chars().count() <= MAX_KEY_CHARS));
     }
 }

@@ -73,7 +73,7 @@ const MAX_ID_CHARS: usize = 256;
 const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Cuts `s` to at most `max` characters, the last of them `…` when something was cut.
-fn cut(s: &mut String, max: usize) {
+pub(crate) fn cut(s: &mut String, max: usize) {
     if let Some((at, _)) = s.char_indices().nth(max) {
         let keep = s[..at].char_indices().nth(max - 1).map_or(at, |(i, _)| i);
         s.truncate(keep);
