@@ -578,11 +578,24 @@ impl Admission {
     }
 
     fn activate(&self, state: AeState) {
+        self.activate_if(None, state);
+    }
+
+    /// Starts enforcing `state`; with `replacing`, only if that is still the AE's state (an AE
+    /// deleted meanwhile, or decided on again, stays as it is). The maps are changed under the
+    /// lock of `aes`, taken first, as [`Admission::forget`] does.
+    fn activate_if(&self, replacing: Option<&Arc<AeState>>, state: AeState) -> bool {
+        let mut aes = self.aes.write();
+        if let Some(old) = replacing
+            && !aes.get(&old.stem).is_some_and(|cur| Arc::ptr_eq(cur, old))
+        {
+            return false;
+        }
         if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
-            let aes = creds.entry(c.clone()).or_default();
-            if !aes.iter().any(|a| a == &state.stem) {
-                aes.push(state.stem.clone());
+            let bound = creds.entry(c.clone()).or_default();
+            if !bound.iter().any(|a| a == &state.stem) {
+                bound.push(state.stem.clone());
             }
         }
         self.profiles.watch(&state.app_id);
@@ -590,7 +603,8 @@ impl Admission {
         if !state.srn.is_empty() {
             self.by_srn.write().insert(state.srn.clone(), state.clone());
         }
-        self.aes.write().insert(state.stem.clone(), state);
+        aes.insert(state.stem.clone(), state);
+        true
     }
 
     /// The key of the kept answer an AE was admitted on (see [`Grant::answer_write`]).
@@ -664,7 +678,8 @@ impl Admission {
 
     /// Forgets a deleted AE.
     pub fn forget(&self, stem: &str) {
-        let Some(state) = self.aes.write().remove(stem) else { return };
+        let mut aes = self.aes.write();
+        let Some(state) = aes.remove(stem) else { return };
         self.by_srn.write().remove(&state.srn);
         if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
@@ -1000,7 +1015,10 @@ impl Admission {
     }
 
     /// Decides on an AE admitted unverified, now that the profile is known.
-    async fn settle(&self, s: &AeState, answer: &Arc<Answer>) {
+    async fn settle(&self, s: &Arc<AeState>, answer: &Arc<Answer>) {
+        if !self.aes.read().get(&s.stem).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
+            return; // deleted (or decided on) since the round began
+        }
         let verdict = match &answer.record {
             None => Err(Rejection::new(
                 Rsc::AppRuleValidationFailed,
@@ -1038,7 +1056,7 @@ impl Admission {
         .await;
         let rejected = verdict.err().filter(|_| s.enforced);
         let delete = rejected.is_some() && self.policy.admission.on_revoke == OnRevoke::Delete;
-        self.activate(AeState {
+        let settled = AeState {
             stem: s.stem.clone(),
             srn: s.srn.clone(),
             app_id: s.app_id.clone(),
@@ -1051,7 +1069,10 @@ impl Admission {
             restored: s.restored,
             rejected,
             shown: s.shown.clone(),
-        });
+        };
+        if !self.activate_if(Some(s), settled) {
+            return;
+        }
         if delete && let Some(f) = self.on_reject.lock().as_ref() {
             f(s.stem.clone());
         }

@@ -1419,6 +1419,25 @@ async fn aes_admitted_while_the_registry_was_unreachable_are_checked_when_it_ans
     assert!(decisions.iter().any(|d| d.ae_id == aes[1] && d.reason == "rule" && d.outcome == "rejected"));
 }
 
+/// An AE deleted while it waited to be checked again stays deleted: the check does not bring its
+/// admission back.
+#[tokio::test]
+async fn a_deleted_unverified_ae_is_not_brought_back_by_the_later_check() {
+    let policy = "[admission]\nregistry_unreachable = \"admit\"\nlookup_timeout_ms = 300\nreverify_seconds = 3600\n";
+    let env = Env::with(Setup::new(policy).pre(vec![profile(NONE_APP)]).proxy()).await;
+    env.proxy().set(Fault::Hold);
+    let aei = env.plain(&register("C", "gone", NONE_APP)).await.str_at("/m2m:ae/aei");
+    let app = AppId::parse(NONE_APP).unwrap();
+    assert_eq!(env.admission().aes_of(&app), vec![aei.clone()]);
+    assert_eq!(env.plain(&Req::delete("/cse-in/gone", &aei)).await.rsc, 2002);
+    assert!(env.admission().aes_of(&app).is_empty());
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    assert_eq!(env.admission().reverify_once().await, 0);
+    assert!(env.admission().aes_of(&app).is_empty(), "the deleted AE was not admitted again");
+    assert_eq!(env.plain(&Req::get("/cse-in/gone", &aei)).await.rsc, 4004);
+}
+
 #[tokio::test]
 async fn per_request_refusals_are_logged_and_coalesced() {
     let env = Env::start(ENFORCE).await;
