@@ -493,9 +493,12 @@ impl Admission {
     /// when the registry refuses the CSE's token or request (a configuration error).
     fn failed(&self, reg: &Registration<'_>, f: &Failure) -> (Option<Arc<Answer>>, Result<&'static str, Rejection>) {
         let (reason, what) = match f {
+            Failure::Unreachable(m) if m == profiles::TIMED_OUT => {
+                (Reason::RegistryUnreachable, "did not answer in time")
+            }
             Failure::Unreachable(_) => (Reason::RegistryUnreachable, "cannot be reached"),
             Failure::Untrusted(_) => (Reason::BadSignature, "gave an untrustworthy answer"),
-            Failure::Auth(_) => (Reason::RegistryAuth, "refused the CSE's credentials"),
+            Failure::Auth(_) => (Reason::RegistryAuth, "refused the CSE's credentials (its read token)"),
             Failure::Rejected(_) => (Reason::RegistryError, "refused the CSE's request"),
         };
         if reason == Reason::RegistryUnreachable && self.policy.admission.registry_unreachable == Unreachable::Admit {
@@ -511,7 +514,10 @@ impl Admission {
             }
             return (None, Ok("admitted_unverified"));
         }
-        let message = format!("the App-ID registry {what} about {} ({})", reg.app_id, f.message());
+        // The details (addresses, the registry's own words) are for the operator's log, not for
+        // the client's m2m:dbg nor the decision log it may read about itself.
+        tracing::warn!(app_id = %reg.app_id, reason = f.reason(), detail = f.message(), "registry lookup failed");
+        let message = format!("the App-ID registry {what} about {}", reg.app_id);
         (None, Err(Rejection::new(Rsc::RemoteEntityNotReachable, reason, message)))
     }
 

@@ -148,6 +148,9 @@ fn untrusted(e: impl std::fmt::Display) -> Failure {
 }
 
 /// Sorts a registry client error into the failure it means for admission.
+/// The message of a lookup that timed out.
+pub(crate) const TIMED_OUT: &str = "the registry did not answer in time";
+
 fn classify(e: ClientError) -> Failure {
     match e {
         ClientError::Transport(m) => Failure::Unreachable(m),
@@ -299,7 +302,7 @@ impl Profiles {
     async fn query(&self, app_id: &AppId) -> Result<Arc<Answer>, Failure> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let result = match tokio::time::timeout(self.cfg.lookup_timeout, self.client.lookup(app_id, None)).await {
-            Err(_) => Err(Failure::Unreachable("the registry did not answer in time".into())),
+            Err(_) => Err(Failure::Unreachable(TIMED_OUT.into())),
             Ok(Err(e)) => Err(classify(e)),
             Ok(Ok(s)) => self.verify(s.body, s.signature).and_then(|a| {
                 if a.record.as_ref().is_some_and(|r| r.app_id != *app_id) {

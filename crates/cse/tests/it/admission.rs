@@ -1297,6 +1297,8 @@ async fn a_refused_token_is_a_configuration_error_not_an_untrusted_answer() {
         let seq = env.last_seq().await;
         let r = env.plain(&register("C", rn, NONE_APP)).await;
         assert_eq!(r.rsc, 5107, "{}", r.body);
+        let dbg = r.str_at("/m2m:dbg");
+        assert!(!dbg.contains("127.0.0.1") && !dbg.contains("http"), "no registry internals: {dbg}");
         let d = env.one_decision(seq, &rejected(5107, "registry_auth").app(NONE_APP)).await;
         assert!(d.message.contains("token"), "{}", d.message);
     }
