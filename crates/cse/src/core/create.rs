@@ -212,6 +212,8 @@ impl Cse {
         let requested = body_attrs(req, ResourceType::Ae).map_err(refuse(Reason::BadRequest))?;
         validate(ResourceType::Ae, Operation::Create, &requested).map_err(refuse(Reason::BadRequest))?;
         check_child(&parent, ResourceType::Ae).map_err(refuse(Reason::InvalidParent))?;
+        // An expired request costs no registry lookup.
+        self.before(dl).map_err(refuse(Reason::RequestExpired))?;
         let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
         self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await
     }

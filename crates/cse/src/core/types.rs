@@ -254,11 +254,12 @@ impl Cse {
             let e = Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {stem} is registered already"));
             return Err(refuse(Reason::AlreadyRegistered, &stem, e));
         }
+        // Everything the request alone decides is checked before the registry is asked.
+        let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await.map_err(bad)?;
         let mut grant = match &self.admission {
             Some(a) => Some(a.decide(&reg).await.map_err(AeRefusal::unlogged)?),
             None => None,
         };
-        let mut res = self.fill_common(ResourceType::Ae, parent, attrs, stem.clone(), &stem, now).await.map_err(bad)?;
         res.attrs.insert("aei".into(), Value::String(stem.clone()));
         // The privacy policy of an admitted AE is created with it and governs its resources.
         let mut acp = None;

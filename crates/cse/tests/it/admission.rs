@@ -1421,6 +1421,28 @@ async fn aes_admitted_while_the_registry_was_unreachable_are_checked_when_it_ans
     assert!(decisions.iter().any(|d| d.ae_id == aes[1] && d.reason == "rule" && d.outcome == "rejected"));
 }
 
+/// What the request alone decides (a bad expiration time, an expired request) is answered before
+/// the registry is asked: such requests cost no lookup.
+#[tokio::test]
+async fn bad_or_expired_registrations_cost_no_registry_lookup() {
+    let env = Env::start(ENFORCE).await;
+    let q0 = env.admission().profiles().queries();
+    let past = Req::create(
+        "/cse-in",
+        "C",
+        2,
+        json!({"m2m:ae": {"rn": "past", "api": NEW_APP, "rr": false,
+        "srv": ["3"], "et": "19990101T000000"}}),
+    );
+    let r = env.plain(&past).await;
+    assert_eq!(r.rsc, 4000, "{}", r.body);
+    assert!(r.str_at("/m2m:dbg").contains("past"), "{}", r.body);
+    let expired = register("C", "late", NEW_APP).header("X-M2M-RET", "20000101T000000");
+    let r = env.plain(&expired).await;
+    assert_eq!(r.rsc, 4008, "{}", r.body);
+    assert_eq!(env.admission().profiles().queries(), q0, "the registry was not asked");
+}
+
 /// An AE deleted while it waited to be checked again stays deleted: the check does not bring its
 /// admission back.
 #[tokio::test]
