@@ -736,9 +736,12 @@ mod tests {
             .collect();
         let p = profiles.clone();
         let applying = tokio::spawn(async move { p.apply_changes(&page).await });
-        while profiles.queries() < 6 {
-            tokio::task::yield_now().await;
-        }
+        let all_asked = async {
+            while profiles.queries() < 6 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), all_asked).await.expect("the six refreshes start at once");
         assert_eq!(profiles.blocked(&id("Racme.com.acme.bad")), Some(Status::Revoked));
         assert!(!applying.is_finished(), "the refreshes are still pending, all at once");
         applying.abort();
