@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::context::{Context, RequestContext, parse_contexts, validate_contexts};
+use super::subscription::Subscribed;
 use super::{Cse, Orig, store_error};
 use crate::resource::Resource;
 
@@ -69,7 +70,8 @@ impl AcpRules {
 #[derive(Default)]
 pub struct AccessCache {
     acps: RwLock<HashMap<String, Arc<AcpRules>>>,
-    subs: RwLock<HashMap<String, Arc<Vec<Resource>>>>,
+    /// The subscriptions of a resource, their criteria parsed.
+    subs: RwLock<HashMap<String, Arc<Vec<Subscribed>>>>,
     /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
     /// instances to a container reads nothing: the store's readers lose their page cache at every
     /// commit. Only their attributes are used, never the counters the store changes on its own;
@@ -391,17 +393,17 @@ impl Cse {
             .collect())
     }
 
-    /// The subscriptions of a resource, cached.
-    pub(crate) async fn subscriptions_of(&self, ri: &str) -> Result<Arc<Vec<Resource>>, Error> {
+    /// The subscriptions of a resource with their criteria parsed, cached.
+    pub(crate) async fn subscriptions_of(&self, ri: &str) -> Result<Arc<Vec<Subscribed>>, Error> {
         if let Some(s) = self.cache.subs.read().get(ri) {
             return Ok(s.clone());
         }
-        let subs = Arc::new(
-            self.store
-                .children(ri, Some(ResourceType::Subscription), self.cfg.max_children)
-                .await
-                .map_err(store_error)?,
-        );
+        let subs = self
+            .store
+            .children(ri, Some(ResourceType::Subscription), self.cfg.max_children)
+            .await
+            .map_err(store_error)?;
+        let subs = Arc::new(subs.into_iter().map(Subscribed::new).collect::<Vec<_>>());
         let mut cache = self.cache.subs.write();
         if cache.len() > MAX_CACHED_SUB_LISTS {
             cache.clear();

@@ -479,3 +479,24 @@ async fn a_committed_write_is_answered_as_done() {
     let n = sink.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("committed"))).await;
     assert!(n.is_some(), "the committed write's notification was not sent");
 }
+
+/// `GET /healthz` reads the CSEBase but is no oneM2M request: an operation monitor on the CSEBase
+/// is not told of it. Notifications to one target arrive in order, so a notification of the health
+/// check would arrive before the one of the retrieve that follows it.
+#[tokio::test]
+async fn health_checks_notify_no_operation_monitor() {
+    let sink = Sink::start().await;
+    let s = setup(&sink.url()).await;
+    let sub = json!({"m2m:sub": {"nu": [sink.url()], "enc": {"om": [{"ops": 2}]}}});
+    let r = Req::create("/cse-in", "CAdmin", 23, sub).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let sur = format!("/id-in/{}", r.str_at("/m2m:sub/ri"));
+    for _ in 0..3 {
+        let health = s.http.get(format!("{}/healthz", s.cse.url)).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    assert_eq!(Req::get("/cse-in", "CAdmin").send(&s.http, &s.cse.url).await.rsc, 2000);
+    assert!(eventually(WAIT, async || !of_sub(&sink, &sur).is_empty()).await, "{:?}", sink.received());
+    let first = of_sub(&sink, &sur).remove(0);
+    assert_eq!(first["nev"]["om"], json!({"ops": 2, "org": "CAdmin"}), "a health check was monitored: {first}");
+}
