@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::context::{Context, RequestContext, parse_contexts, validate_contexts};
+use super::retrieve::Continuations;
 use super::subscription::Subscribed;
 use super::{Cse, Orig, store_error};
 use crate::resource::Resource;
@@ -77,6 +78,8 @@ pub struct AccessCache {
     /// commit. Only their attributes are used, never the counters the store changes on its own;
     /// an entry goes when its resource is updated or removed (with everything below it).
     parents: RwLock<HashMap<String, Arc<Resource>>>,
+    /// Where discoveries and retrieves of child resources that were cut short stopped.
+    pub(crate) continuations: parking_lot::Mutex<Continuations>,
 }
 
 impl AccessCache {
@@ -92,6 +95,7 @@ impl AccessCache {
         self.acps.write().clear();
         self.subs.write().clear();
         self.parents.write().clear();
+        self.continuations.lock().clear();
     }
 
     pub(crate) fn parent(&self, srn: &str) -> Option<Arc<Resource>> {
