@@ -424,15 +424,9 @@ fn advertised(addr: SocketAddr) -> SocketAddr {
 
 /// Binds the listeners, starts the service and serves until `stop` is cancelled (see [`serve_on`]).
 pub(crate) async fn serve(run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
-    let bind = |addr: SocketAddr| async move {
-        let l =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let bound = l.local_addr()?;
-        anyhow::Ok((l, bound))
-    };
-    let (plain, plain_addr) = bind(run.listen).await?;
+    let (plain, plain_addr) = crate::common::bind(run.listen).await?;
     let tls_listener = match &run.tls {
-        Some(t) => Some(bind(t.listen).await?),
+        Some(t) => Some(crate::common::bind(t.listen).await?),
         None => None,
     };
     serve_on(run, (plain, plain_addr), tls_listener, stop).await
