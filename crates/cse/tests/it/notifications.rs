@@ -301,8 +301,10 @@ async fn a_target_that_never_answers_delays_nothing() {
     assert!(holding, "the black holes hold every unproven permit: {}", stuck.received().len());
     // ...and the healthy target is served meanwhile, about as fast as without them.
     let loaded = notified_round(&s, &other, &healthy, 2, 20).await;
+    // Starved, the healthy target would wait for the black holes' request timeout; the bound is
+    // loose so that a busy machine does not fail it.
     assert!(
-        loaded <= unloaded * 4 + Duration::from_millis(500),
+        loaded <= unloaded * 4 + Duration::from_secs(3),
         "20 notified requests took {loaded:?} with 6 black holes, {unloaded:?} without"
     );
     assert_eq!(stuck.received().len(), 2, "the black holes still hold their first notifications, and no more");
