@@ -28,6 +28,10 @@ pub struct CseConfig {
     pub max_discovery_results: usize,
     /// The number of resources a retrieve with child resources (`rcn` 4, 5, 6, 8) returns at most.
     pub max_children: usize,
+    /// The resources one discovery, or one retrieve with child resources, examines at most (the
+    /// candidates, and the children that `c.` filters read): when they run out, the answer is
+    /// what was found so far, partial (`cnst` 1), with the `cnot` to continue from.
+    pub max_discovery_scan: usize,
     /// How long the CSE waits for a subscription's verification request to be answered.
     pub verification_timeout: Duration,
     /// Serve the TS-0019 Upper Tester interface `POST /__ut__`.
@@ -50,6 +54,7 @@ impl Default for CseConfig {
             max_expiration: Duration::from_secs(100 * 365 * 24 * 3600),
             max_discovery_results: 100_000,
             max_children: 10_000,
+            max_discovery_scan: 100_000,
             verification_timeout: Duration::from_secs(5),
             upper_tester: false,
             notify: NotifyConfig::default(),
@@ -72,8 +77,8 @@ impl CseConfig {
         if self.max_expiration < self.default_expiration {
             return Err("max_expiration must not be shorter than default_expiration".into());
         }
-        if self.max_discovery_results == 0 || self.max_children == 0 {
-            return Err("max_discovery_results and max_children must be at least 1".into());
+        if self.max_discovery_results == 0 || self.max_children == 0 || self.max_discovery_scan == 0 {
+            return Err("max_discovery_results, max_children and max_discovery_scan must be at least 1".into());
         }
         if self.verification_timeout.is_zero() {
             return Err("verification_timeout must be longer than zero".into());
@@ -104,6 +109,7 @@ mod tests {
         assert!(bad(|c| c.default_expiration = Duration::ZERO).contains("default_expiration"));
         assert!(bad(|c| c.max_expiration = Duration::from_secs(1)).contains("max_expiration"));
         assert!(bad(|c| c.max_children = 0).contains("max_children"));
+        assert!(bad(|c| c.max_discovery_scan = 0).contains("max_discovery_scan"));
         assert!(bad(|c| c.verification_timeout = Duration::ZERO).contains("verification_timeout"));
         assert!(bad(|c| c.notify.queue_depth = 0).contains("notify: queue_depth"));
     }

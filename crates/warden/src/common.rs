@@ -90,3 +90,23 @@ pub(crate) struct RegistryClientArgs {
     #[arg(long = "token", env = "WARDEN_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
 }
+
+/// A listener bound to `addr`, and the address it got (the port, when `addr` asks for port 0).
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = l.local_addr().map_err(|e| anyhow::anyhow!("cannot read the address bound for {addr}: {e}"))?;
+    Ok((l, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_names_the_address_it_cannot_listen_on() {
+        let (_held, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        assert_ne!(addr.port(), 0, "the bound port is reported");
+        let e = bind(addr).await.unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot listen on {addr}: ")), "{e}");
+    }
+}

@@ -19,6 +19,8 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::context::{Context, RequestContext, parse_contexts, validate_contexts};
+use super::retrieve::Continuations;
+use super::subscription::Subscribed;
 use super::{Cse, Orig, store_error};
 use crate::resource::Resource;
 
@@ -69,12 +71,15 @@ impl AcpRules {
 #[derive(Default)]
 pub struct AccessCache {
     acps: RwLock<HashMap<String, Arc<AcpRules>>>,
-    subs: RwLock<HashMap<String, Arc<Vec<Resource>>>>,
+    /// The subscriptions of a resource, their criteria parsed.
+    subs: RwLock<HashMap<String, Arc<Vec<Subscribed>>>>,
     /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
     /// instances to a container reads nothing: the store's readers lose their page cache at every
     /// commit. Only their attributes are used, never the counters the store changes on its own;
     /// an entry goes when its resource is updated or removed (with everything below it).
     parents: RwLock<HashMap<String, Arc<Resource>>>,
+    /// Where discoveries and retrieves of child resources that were cut short stopped.
+    pub(crate) continuations: parking_lot::Mutex<Continuations>,
 }
 
 impl AccessCache {
@@ -90,6 +95,7 @@ impl AccessCache {
         self.acps.write().clear();
         self.subs.write().clear();
         self.parents.write().clear();
+        self.continuations.lock().clear();
     }
 
     pub(crate) fn parent(&self, srn: &str) -> Option<Arc<Resource>> {
@@ -391,17 +397,17 @@ impl Cse {
             .collect())
     }
 
-    /// The subscriptions of a resource, cached.
-    pub(crate) async fn subscriptions_of(&self, ri: &str) -> Result<Arc<Vec<Resource>>, Error> {
+    /// The subscriptions of a resource with their criteria parsed, cached.
+    pub(crate) async fn subscriptions_of(&self, ri: &str) -> Result<Arc<Vec<Subscribed>>, Error> {
         if let Some(s) = self.cache.subs.read().get(ri) {
             return Ok(s.clone());
         }
-        let subs = Arc::new(
-            self.store
-                .children(ri, Some(ResourceType::Subscription), self.cfg.max_children)
-                .await
-                .map_err(store_error)?,
-        );
+        let subs = self
+            .store
+            .children(ri, Some(ResourceType::Subscription), self.cfg.max_children)
+            .await
+            .map_err(store_error)?;
+        let subs = Arc::new(subs.into_iter().map(Subscribed::new).collect::<Vec<_>>());
         let mut cache = self.cache.subs.write();
         if cache.len() > MAX_CACHED_SUB_LISTS {
             cache.clear();

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::Cse;
 use super::access::acor_matches;
-use super::subscription::{Criteria, Event, Trigger};
+use super::subscription::{Event, Subscribed, Trigger};
 use crate::resource::Resource;
 use crate::store::{Tx, TxOutcome, Write};
 
@@ -64,15 +64,14 @@ impl Cse {
 
     /// The notifications `subs` get for `ev`; `count` false for subscriptions that the event's
     /// transaction removes anyway.
-    pub(crate) fn pending_of(&self, subs: &[Resource], ev: Event<'_>, count: bool) -> Pending {
+    pub(crate) fn pending_of(&self, subs: &[Subscribed], ev: Event<'_>, count: bool) -> Pending {
         let items = subs
             .iter()
             // A subscription is not told about itself (its own creation under the subscribed-to resource).
-            .filter(|s| s.ri() != ev.rep.ri())
-            .filter_map(|sub| {
-                // Stored subscriptions were validated; one that no longer parses notifies nobody.
-                let criteria = Criteria::parse(sub.get("enc")).ok()?;
-                let trigger = criteria.trigger(&ev, |org| acor_matches(&self.normalise_id(org), ev.originator))?;
+            .filter(|s| s.res.ri() != ev.rep.ri())
+            .filter_map(|Subscribed { res: sub, criteria }| {
+                let trigger =
+                    criteria.as_ref()?.trigger(&ev, |org| acor_matches(&self.normalise_id(org), ev.originator))?;
                 let limit = if count { sub.get_u64("exc") } else { None };
                 Some(Item { sub: sub.clone(), trigger, limit })
             })

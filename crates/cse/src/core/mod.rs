@@ -21,6 +21,9 @@ mod types;
 mod update;
 mod upper_tester;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,6 +321,16 @@ impl Cse {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Whether the CSE can serve: its CSEBase can be read from the store. Not a request: it fires
+    /// no events (an operation monitor on the CSEBase is not told of health checks) and counts in
+    /// no request metrics.
+    pub async fn health(&self) -> Result<(), Error> {
+        match self.store.get_by_srn(self.cfg.cse_name.as_str()).await.map_err(store_error)? {
+            Some(_) => Ok(()),
+            None => Err(Error::internal("the CSEBase is missing from the store")),
+        }
     }
 
     pub fn tunables(&self) -> Tunables {

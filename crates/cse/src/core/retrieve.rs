@@ -9,6 +9,21 @@
 //! (`cnst`) 1 = partial, and content offset (`cnot`) is the `ofst` that continues it (TS-0004
 //! §6.3.4.2.44; the HTTP binding sends them as `X-M2M-CTS` and `X-M2M-CTO`).
 //!
+//! Every scan has a budget, [`CseConfig::max_discovery_scan`](crate::config::CseConfig): the
+//! resources it examines (candidates, and the children `c.` filters read) are counted, and when the
+//! budget runs out the answer is the page found so far, partial, with the `cnot` to continue from.
+//! Because `ofst` counts matches, a continuation would have to scan everything before it again;
+//! so the CSE remembers where each cut-short scan stopped (a bounded cache, per originator, target
+//! and filter criteria) and continues from there when the continuation comes. Without that entry
+//! (it was evicted, or the CSE restarted) the scan starts over, and a continuation that again runs
+//! out of budget before its `ofst` answers nothing but the same `cnot` and remembers where it
+//! stopped, so the next one makes progress. Resources removed meanwhile before that point are still
+//! counted in `ofst`.
+//!
+//! A retrieve with child resources (`rcn` 4, 5, 6, 8) is the same scan of the children, one level
+//! deep, with the conditions of a conditional retrieval, at most `max_children` results, and the
+//! same budget: a container with millions of instances is never read whole.
+//!
 //! `ofst` is the 1-based position of the first result (the XSD's positiveInteger, as ACME reads it).
 //! Attribute filters may name the attribute of a child (`catr`; `c.lbl` in an HTTP query) or of the
 //! parent (`patr`; `p.rn`) of a candidate: the candidate matches when one of its children (the oldest
@@ -28,7 +43,7 @@ use super::events::{Pending, event};
 use super::render::{references, uri_list, with_children, with_references};
 use super::{Cse, Ctx, Deadline, Orig, Target, store_error};
 use crate::resource::Resource;
-use crate::store::DiscoveryQuery;
+use crate::store::{DiscoveryCursor, DiscoveryQuery};
 
 /// Discovery candidates read from the store at a time.
 const PAGE: usize = 1000;
@@ -38,6 +53,57 @@ const PAGE_WITH_CHILDREN: usize = 20;
 pub(crate) const MAX_CHILDREN_FILTERED: usize = 1000;
 /// Content status 1: the result is partial (TS-0004 §6.3.4.2.44; 2 is full content).
 const CONTENT_PARTIAL: u8 = 1;
+/// How many cut-short scans the CSE remembers where to continue.
+const MAX_CONTINUATIONS: usize = 1024;
+
+/// Where cut-short scans stopped, by their continuation: the originator, the target, the filter
+/// criteria without `ofst` and `lim`, and the `ofst` that continues them (the `cnot` sent). The
+/// oldest entry goes first.
+#[derive(Debug, Default)]
+pub(crate) struct Continuations {
+    at: HashMap<String, Resume>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// A scan to continue: after `cursor`, with `matched` matches before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resume {
+    cursor: DiscoveryCursor,
+    matched: usize,
+}
+
+impl Continuations {
+    fn get(&self, key: &str) -> Option<Resume> {
+        self.at.get(key).copied()
+    }
+
+    fn put(&mut self, key: String, r: Resume) {
+        if self.at.insert(key.clone(), r).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > MAX_CONTINUATIONS {
+                if let Some(old) = self.order.pop_front() {
+                    self.at.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.at.clear();
+        self.order.clear();
+    }
+}
+
+/// What identifies a scan apart from its window: who asks, for what, below what.
+fn scan_key(orig: &str, root: &Resource, acop: u32, fc: &FilterCriteria) -> String {
+    let conditions = FilterCriteria { ofst: None, lim: None, ..fc.clone() };
+    let fc = serde_json::to_string(&conditions).unwrap_or_default();
+    format!("{orig}\n{}\n{acop}\n{fc}", root.ri())
+}
+
+fn continuation(key: &str, ofst: usize) -> String {
+    format!("{key}\n{ofst}")
+}
 
 /// True when the filter criteria name attributes of a candidate's parent (`patr`).
 fn needs_parent(fc: &FilterCriteria) -> bool {
@@ -81,16 +147,22 @@ struct Collected {
     found: Vec<Resource>,
     /// More results exist past the window: the answer is partial.
     more: bool,
+    /// The scan budget ran out before the scan ended: the answer is partial.
+    cut: bool,
+    /// Where the scan stopped: after the last result taken, or after the last resource examined
+    /// when the budget ran out.
+    stopped: Option<DiscoveryCursor>,
 }
 
 impl Collected {
     /// Takes matches in order; false once the window is full and one more was seen.
-    fn take(&mut self, w: Window, r: Resource) -> bool {
+    fn take(&mut self, w: Window, r: Resource, at: Option<DiscoveryCursor>) -> bool {
         if self.skipped < w.skip {
             self.skipped += 1;
             true
         } else if self.found.len() < w.want {
             self.found.push(r);
+            self.stopped = at;
             true
         } else {
             self.more = true;
@@ -98,9 +170,25 @@ impl Collected {
         }
     }
 
+    /// The budget ran out with the scan at `next`.
+    fn cut_at(&mut self, next: DiscoveryCursor) {
+        self.cut = true;
+        self.stopped = Some(next);
+    }
+
+    fn partial(&self) -> bool {
+        self.more || self.cut
+    }
+
+    /// Where a continuation of this result resumes.
+    fn resume(&self) -> Option<Resume> {
+        let cursor = self.stopped.filter(|_| self.partial())?;
+        Some(Resume { cursor, matched: self.skipped + self.found.len() })
+    }
+
     /// The response's content status and offset when the result is partial.
     fn mark(&self, w: Window, resp: &mut Response) {
-        if self.more {
+        if self.partial() {
             resp.cnst = Some(CONTENT_PARTIAL);
             resp.cnot = Some(u32::try_from(w.skip + self.found.len() + 1).unwrap_or(u32::MAX));
         }
@@ -119,6 +207,34 @@ fn store_evaluates_all(fc: &FilterCriteria) -> bool {
         && fc.atr.is_empty()
         && fc.catr.is_empty()
         && fc.patr.is_empty()
+}
+
+/// A scan of a subtree for the results of a [`Window`].
+struct Scan<'a> {
+    root: &'a Resource,
+    fc: &'a FilterCriteria,
+    /// The operation the originator must be allowed on each result.
+    acop: u32,
+    window: Window,
+    /// Direct children only (a retrieve with child resources), whatever `lvl` says.
+    children_only: bool,
+}
+
+/// The store query for the conditions of `fc` on indexed columns below `root`.
+fn indexed_query(root: &Resource, fc: &FilterCriteria, max_level: Option<u32>) -> DiscoveryQuery {
+    let mut q = DiscoveryQuery { root_srn: root.srn.clone(), max_level, ..Default::default() };
+    // With AND, the conditions on indexed columns narrow the scan; with OR and XOR every
+    // candidate must be looked at.
+    if fc.fo.unwrap_or(FilterOperation::And) == FilterOperation::And {
+        q.types = fc.ty.clone();
+        q.created_before = fc.crb;
+        q.created_after = fc.cra;
+        q.modified_since = fc.ms;
+        q.unmodified_since = fc.us;
+        q.expire_before = fc.exb;
+        q.expire_after = fc.exa;
+    }
+    q
 }
 
 /// A retrieve's answer, and the notifications of the operation monitors it triggered (sent after
@@ -172,14 +288,8 @@ impl Cse {
         // Child resources, filtered by the conditions of a conditional retrieval.
         let fc = req.fc.clone().unwrap_or_default();
         let window = Window::of(&fc, self.cfg.max_children)?;
-        let children = self.store.children(res.ri(), None, self.cfg.max_children).await.map_err(store_error)?;
-        let children = self.matching(children, &fc, orig).await?;
-        let mut got = Collected::default();
-        for c in self.filter_allowed(children, orig, Operation::Retrieve.acop_bit()).await? {
-            if !got.take(window, c) {
-                break;
-            }
-        }
+        let scan = Scan { root: &res, fc: &fc, acop: Operation::Retrieve.acop_bit(), window, children_only: true };
+        let got = self.scan(scan, orig).await?;
         let drt = req.drt.unwrap_or(DesiredIdResultType::Structured);
         let pc = match rcn {
             AttributesAndChildResources => with_children(&res, &got.found, true),
@@ -236,6 +346,7 @@ impl Cse {
         candidates: Vec<Resource>,
         fc: &FilterCriteria,
         orig: &Orig,
+        examined: &mut usize,
     ) -> Result<Vec<Resource>, Error> {
         let (parents, children) = (needs_parent(fc), needs_children(fc));
         if !parents && !children {
@@ -265,6 +376,7 @@ impl Cse {
         if children {
             let ris: Vec<String> = candidates.iter().map(|r| r.ri().to_owned()).collect();
             let found = self.store.children_of(&ris, MAX_CHILDREN_FILTERED).await.map_err(store_error)?;
+            *examined += found.len();
             for c in self.filter_allowed(found, orig, retrieve).await? {
                 children_of.entry(c.pi().to_owned()).or_default().push(c);
             }
@@ -279,6 +391,76 @@ impl Cse {
                 matches(r, fc, rel)
             })
             .collect())
+    }
+
+    /// The results of a scan: in creation order, those that meet the filter criteria and that the
+    /// originator may perform `acop` on, through the window, within the scan budget; continued
+    /// where an earlier scan was cut short when this is its continuation.
+    async fn scan(&self, s: Scan<'_>, orig: &Orig) -> Result<Collected, Error> {
+        let (fc, window) = (s.fc, s.window);
+        let mut q = indexed_query(s.root, fc, if s.children_only { Some(1) } else { fc.lvl });
+        let key = scan_key(&orig.id, s.root, s.acop, fc);
+        let mut got = Collected::default();
+        // Only a request that names its `ofst` continues (a `cnot` it was sent); one without starts
+        // over.
+        let remembered =
+            fc.ofst.and_then(|_| self.cache.continuations.lock().get(&continuation(&key, window.skip + 1)));
+        if let Some(r) = remembered.filter(|r| r.matched <= window.skip) {
+            q.after = Some(r.cursor);
+            got.skipped = r.matched;
+        }
+        let budget = self.cfg.max_discovery_scan;
+        if store_evaluates_all(fc) && self.is_privileged(&orig.id) {
+            // Nothing left to filter here: the store skips and pages, within the budget.
+            q.offset = window.skip - got.skipped;
+            q.limit = window.want.saturating_add(1);
+            q.scan_limit = Some(budget);
+            let page = self.store.discover(&q).await.map_err(store_error)?;
+            got.skipped += page.skipped;
+            for (r, at) in page.resources.into_iter().zip(page.positions) {
+                if !got.take(window, r, Some(at)) {
+                    break;
+                }
+            }
+            if let (false, Some(next)) = (got.more, page.next) {
+                got.cut_at(next);
+            }
+        } else {
+            let page_size = if needs_children(fc) { PAGE_WITH_CHILDREN } else { PAGE };
+            let mut examined = 0;
+            'scan: loop {
+                let left = budget.saturating_sub(examined);
+                if left == 0 {
+                    match q.after {
+                        Some(next) => got.cut_at(next),
+                        None => got.cut = true,
+                    }
+                    break;
+                }
+                q.limit = page_size.min(left);
+                q.scan_limit = Some(q.limit);
+                let page = self.store.discover(&q).await.map_err(store_error)?;
+                examined += page.examined;
+                let at: HashMap<String, DiscoveryCursor> =
+                    page.resources.iter().map(|r| r.ri().to_owned()).zip(page.positions.iter().copied()).collect();
+                let matched = self.matching(page.resources, fc, orig, &mut examined).await?;
+                for r in self.filter_allowed(matched, orig, s.acop).await? {
+                    let pos = at.get(r.ri()).copied();
+                    if !got.take(window, r, pos) {
+                        break 'scan;
+                    }
+                }
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        if let Some(r) = got.resume() {
+            let next_ofst = window.skip + got.found.len() + 1;
+            self.cache.continuations.lock().put(continuation(&key, next_ofst), r);
+        }
+        Ok(got)
     }
 
     /// Discovery below `root`: every resource that matches the filter criteria and that the
@@ -298,46 +480,8 @@ impl Cse {
         )?;
         let fc = req.fc.clone().unwrap_or_default();
         let window = Window::of(&fc, self.cfg.max_discovery_results)?;
-        let and = fc.fo.unwrap_or(FilterOperation::And) == FilterOperation::And;
-        let mut q = DiscoveryQuery { root_srn: root.srn.clone(), max_level: fc.lvl, ..Default::default() };
-        // With AND, the conditions on indexed columns narrow the scan; with OR and XOR every
-        // candidate must be looked at.
-        if and {
-            q.types = fc.ty.clone();
-            q.created_before = fc.crb;
-            q.created_after = fc.cra;
-            q.modified_since = fc.ms;
-            q.unmodified_since = fc.us;
-            q.expire_before = fc.exb;
-            q.expire_after = fc.exa;
-        }
-        let mut got = Collected::default();
-        if store_evaluates_all(&fc) && self.is_privileged(&orig.id) {
-            // Nothing left to filter here: the store pages.
-            q.offset = window.skip;
-            q.limit = window.want.saturating_add(1);
-            got.skipped = window.skip;
-            for r in self.store.discover(&q).await.map_err(store_error)?.resources {
-                if !got.take(window, r) {
-                    break;
-                }
-            }
-        } else {
-            q.limit = if needs_children(&fc) { PAGE_WITH_CHILDREN } else { PAGE };
-            'scan: loop {
-                let page = self.store.discover(&q).await.map_err(store_error)?;
-                let matched = self.matching(page.resources, &fc, orig).await?;
-                for r in self.filter_allowed(matched, orig, onem2m::ACOP_DISCOVERY).await? {
-                    if !got.take(window, r) {
-                        break 'scan;
-                    }
-                }
-                match page.next {
-                    Some(next) => q.after = Some(next),
-                    None => break,
-                }
-            }
-        }
+        let scan = Scan { root, fc: &fc, acop: onem2m::ACOP_DISCOVERY, window, children_only: false };
+        let got = self.scan(scan, orig).await?;
         let drt = req.drt.unwrap_or(DesiredIdResultType::Structured);
         let root = self.with_dynamic(root.clone());
         let found = &got.found;
@@ -504,8 +648,10 @@ mod tests {
         // The cap bounds what lim may ask for, and a result cut by it is partial too.
         let w = Window::of(&fc(json!({"lim": 50})), 2).unwrap();
         let mut got = Collected::default();
-        assert!(got.take(w, r("a")) && got.take(w, r("b")));
-        assert!(!got.take(w, r("c")), "the window is full");
+        let at = |n| Some(DiscoveryCursor(n));
+        assert!(got.take(w, r("a"), at(1)) && got.take(w, r("b"), at(2)));
+        assert!(!got.take(w, r("c"), at(3)), "the window is full");
+        assert_eq!(got.resume(), Some(Resume { cursor: DiscoveryCursor(2), matched: 2 }), "after the last taken");
         let mut resp = Response::new(Rsc::Ok, "x");
         got.mark(w, &mut resp);
         assert_eq!((resp.cnst, resp.cnot), (Some(CONTENT_PARTIAL), Some(3)));
@@ -513,12 +659,37 @@ mod tests {
         let w = Window::of(&fc(json!({"ofst": 2, "lim": 5})), 100).unwrap();
         let mut got = Collected::default();
         for ri in ["a", "b", "c"] {
-            assert!(got.take(w, r(ri)));
+            assert!(got.take(w, r(ri), None));
         }
         assert_eq!(got.found.iter().map(|x| x.ri()).collect::<Vec<_>>(), vec!["b", "c"]);
         let mut resp = Response::new(Rsc::Ok, "x");
         got.mark(w, &mut resp);
         assert_eq!((resp.cnst, resp.cnot), (None, None));
+        assert_eq!(got.resume(), None, "a complete result is not continued");
+        // A scan whose budget ran out before its offset: nothing found, the same offset again,
+        // continued after the last resource examined.
+        let w = Window::of(&fc(json!({"ofst": 5})), 100).unwrap();
+        let mut got = Collected::default();
+        assert!(got.take(w, r("a"), None));
+        got.cut_at(DiscoveryCursor(40));
+        let mut resp = Response::new(Rsc::Ok, "x");
+        got.mark(w, &mut resp);
+        assert_eq!((resp.cnst, resp.cnot), (Some(CONTENT_PARTIAL), Some(5)));
+        assert_eq!(got.resume(), Some(Resume { cursor: DiscoveryCursor(40), matched: 1 }));
+    }
+
+    #[test]
+    fn continuations_are_bounded() {
+        let mut c = Continuations::default();
+        let r = |n| Resume { cursor: DiscoveryCursor(n), matched: 0 };
+        for n in 0..=MAX_CONTINUATIONS as i64 {
+            c.put(format!("k{n}"), r(n));
+        }
+        assert_eq!(c.get("k0"), None, "the oldest went");
+        assert_eq!(c.get("k1"), Some(r(1)));
+        assert_eq!(c.at.len(), MAX_CONTINUATIONS);
+        c.put("k1".into(), r(7));
+        assert_eq!((c.get("k1"), c.order.len()), (Some(r(7)), MAX_CONTINUATIONS));
     }
 
     #[test]

@@ -55,6 +55,24 @@ pub(crate) struct Criteria {
     pub(crate) om: Vec<Monitor>,
 }
 
+/// A subscription with its criteria, parsed once when it is loaded (the subscriptions of a
+/// resource are cached together, and dropped from the cache when one of them is created, updated
+/// or removed), not at every event.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscribed {
+    pub(crate) res: Resource,
+    /// `None` when the stored `enc` no longer parses: such a subscription notifies nobody (stored
+    /// subscriptions were validated when they were written).
+    pub(crate) criteria: Option<Criteria>,
+}
+
+impl Subscribed {
+    pub(crate) fn new(res: Resource) -> Self {
+        let criteria = Criteria::parse(res.get("enc")).ok();
+        Self { res, criteria }
+    }
+}
+
 /// Why a subscription is notified of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Trigger {
@@ -120,9 +138,17 @@ fn operation_num(op: Operation) -> u8 {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times criteria were parsed on this thread (tests count them).
+    pub(crate) static PARSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Criteria {
     /// Parses `enc`; 4000 naming the member that is malformed or not supported.
     pub(crate) fn parse(enc: Option<&Value>) -> Result<Self, Error> {
+        #[cfg(test)]
+        PARSED.with(|n| n.set(n.get() + 1));
         let mut c = Criteria::default();
         let Some(enc) = enc else { return Ok(c) };
         let obj = enc.as_object().ok_or_else(|| bad("must be an object"))?;

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, Version};
-use onem2m::{Error, Operation, Request, Response, Rsc};
+use onem2m::{Error, Operation, Response, Rsc};
 
 use appid::Role;
 use registry::auth::{TokenTable, hash_token};
@@ -186,21 +186,15 @@ async fn decisions(
     }
 }
 
-/// `GET /healthz`: 200 `ok` when the store answers a read (the CSEBase, through the core as the
-/// CSE itself), 503 with the reason when it does not.
+/// `GET /healthz`: 200 `ok` when the store answers a read (the CSEBase), 503 with the reason when
+/// it does not. Not a oneM2M request: it notifies no subscription (`om` on the CSEBase included).
 async fn healthz(State(app): State<Arc<App>>) -> axum::response::Response {
-    let cfg = app.cse.config();
-    let mut req = Request::new(Operation::Retrieve, cfg.cse_name.as_str(), Some(cfg.cse_id.to_string()), "healthz");
-    req.rvi = Some(onem2m::ReleaseVersion::V3.as_str().into());
-    let resp = app.cse.handle(req, &Ctx::plain(Binding::Internal)).await;
-    let (status, text) = if resp.rsc == Rsc::Ok {
-        (StatusCode::OK, "ok\n".to_owned())
-    } else {
-        tracing::warn!(rsc = resp.rsc.code(), reason = resp.dbg().unwrap_or_default(), "health check failed");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unavailable: {}\n", resp.dbg().unwrap_or("the store cannot be read")),
-        )
+    let (status, text) = match app.cse.health().await {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => {
+            tracing::warn!(rsc = e.rsc.code(), reason = %e.dbg, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {}\n", e.dbg))
+        }
     };
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

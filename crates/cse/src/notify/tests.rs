@@ -353,8 +353,10 @@ async fn black_holes_do_not_starve_a_live_target() {
     until("the black holes hold every unproven permit", || holes.count() == 2).await;
     let loaded = timed_deliveries(&engine, &mut live, "live", 50).await;
 
+    // Starved, the live target would wait for the black holes' request timeout (30 s); the bound
+    // is loose so that a busy machine does not fail it.
     assert!(
-        loaded <= unloaded * 4 + Duration::from_millis(250),
+        loaded <= unloaded * 4 + Duration::from_secs(3),
         "50 deliveries took {loaded:?} with 16 black holes queued, {unloaded:?} without"
     );
     assert_eq!(holes.count(), 2, "the black holes still hold their requests, and no more");

@@ -124,6 +124,10 @@ pub struct DiscoveryQuery {
     pub offset: usize,
     /// At most this many candidates (in creation order). Bounds memory.
     pub limit: usize,
+    /// When set, at most this many resources of the subtree (within `max_level`, after `after`)
+    /// are examined, whatever the other conditions: bounds the work of a page when few resources
+    /// meet them. A page cut by it says where to continue (`next`).
+    pub scan_limit: Option<usize>,
 }
 
 /// A position in the creation order of discovery candidates, to continue a scan from.
@@ -134,9 +138,17 @@ pub struct DiscoveryCursor(pub i64);
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryPage {
     pub resources: Vec<Resource>,
-    /// Where the next page starts when this one is full (more candidates may follow); `None` when
-    /// the scan is complete.
+    /// The position of each resource, in the same order: a scan continued from one starts after it.
+    pub positions: Vec<DiscoveryCursor>,
+    /// Where the next page starts when this one is full or its `scan_limit` was reached (more
+    /// candidates may follow); `None` when the scan is complete.
     pub next: Option<DiscoveryCursor>,
+    /// How many resources of the subtree the page examined (with `scan_limit`; else how many it
+    /// returned).
+    pub examined: usize,
+    /// How many candidates that meet the conditions `offset` skipped: `offset`, unless the
+    /// `scan_limit` came first.
+    pub skipped: usize,
 }
 
 /// The resource tree's storage.

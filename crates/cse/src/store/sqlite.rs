@@ -535,59 +535,97 @@ impl Store for SqliteStore {
 
 fn discover(c: &Connection, q: &DiscoveryQuery) -> rusqlite::Result<DiscoveryPage> {
     use rusqlite::types::Value as Sql;
+    // What places a resource in the scan: the subtree, the level, the cursor.
     let (lo, hi) = subtree_range(&q.root_srn);
-    let mut sql = format!("SELECT {COLUMNS}, seq FROM resources WHERE srn >= ?1 AND srn < ?2");
+    let mut scope = "srn >= ?1 AND srn < ?2".to_owned();
     let mut args: Vec<Sql> = vec![Sql::Text(lo), Sql::Text(hi)];
-    let mut cond = |sql: &mut String, clause: &str, v: Sql| {
+    fn cond(args: &mut Vec<Sql>, sql: &mut String, clause: &str, v: Sql) {
         args.push(v);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-    };
+    }
     if let Some(lvl) = q.max_level {
         let depth = q.root_srn.matches('/').count() as i64 + i64::from(lvl);
-        cond(&mut sql, "length(srn) - length(replace(srn, '/', '')) <=", Sql::Integer(depth));
+        cond(&mut args, &mut scope, "length(srn) - length(replace(srn, '/', '')) <=", Sql::Integer(depth));
     }
-    let t = |ts: Timestamp| Sql::Integer(ts.micros());
     if let Some(DiscoveryCursor(seq)) = q.after {
-        cond(&mut sql, "seq >", Sql::Integer(seq));
+        cond(&mut args, &mut scope, "seq >", Sql::Integer(seq));
     }
+    let scope_args = args.len();
+    // With a scan limit, only the first resources in scope are looked at; the conditions apply
+    // to those.
+    let (mut sql, scanned) = match q.scan_limit {
+        Some(n) => {
+            let scanned = format!(
+                "SELECT seq FROM resources WHERE {scope} ORDER BY seq LIMIT {}",
+                i64::try_from(n).unwrap_or(i64::MAX)
+            );
+            (format!("SELECT {COLUMNS}, seq FROM resources WHERE seq IN ({scanned})"), Some(scanned))
+        }
+        None => (format!("SELECT {COLUMNS}, seq FROM resources WHERE {scope}"), None),
+    };
+    let t = |ts: Timestamp| Sql::Integer(ts.micros());
     if let Some(x) = q.created_before {
-        cond(&mut sql, "ct <", t(x));
+        cond(&mut args, &mut sql, "ct <", t(x));
     }
     if let Some(x) = q.created_after {
-        cond(&mut sql, "ct >", t(x));
+        cond(&mut args, &mut sql, "ct >", t(x));
     }
     if let Some(x) = q.modified_since {
-        cond(&mut sql, "lt >", t(x));
+        cond(&mut args, &mut sql, "lt >", t(x));
     }
     if let Some(x) = q.unmodified_since {
-        cond(&mut sql, "lt <", t(x));
+        cond(&mut args, &mut sql, "lt <", t(x));
     }
     if let Some(x) = q.expire_before {
-        cond(&mut sql, "et <", t(x));
+        cond(&mut args, &mut sql, "et <", t(x));
     }
     if let Some(x) = q.expire_after {
-        cond(&mut sql, "et >", t(x));
+        cond(&mut args, &mut sql, "et >", t(x));
     }
     if !q.types.is_empty() {
         let list = q.types.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         sql.push_str(&format!(" AND ty IN ({list})"));
     }
+    let conditions = sql.clone();
     args.push(Sql::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len()));
     args.push(Sql::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" OFFSET ?{}", args.len()));
     let mut stmt = c.prepare(&sql)?;
-    let mut resources = Vec::new();
-    let mut last = None;
-    for row in
-        stmt.query_map(rusqlite::params_from_iter(args), |row| Ok((row_to_resource(row)?, row.get::<_, i64>(9)?)))?
+    let mut page = DiscoveryPage::default();
+    for row in stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |row| Ok((row_to_resource(row)?, row.get::<_, i64>(9)?)))?
     {
         let (r, seq) = row?;
-        resources.push(r);
-        last = Some(seq);
+        page.resources.push(r);
+        page.positions.push(DiscoveryCursor(seq));
     }
-    let next = if resources.len() >= q.limit { last.map(DiscoveryCursor) } else { None };
-    Ok(DiscoveryPage { resources, next })
+    page.skipped = q.offset;
+    page.examined = page.resources.len();
+    if page.resources.len() >= q.limit {
+        page.next = page.positions.last().copied();
+    }
+    if let (Some(scanned), Some(n)) = (scanned, q.scan_limit) {
+        let (examined, last): (i64, Option<i64>) = c.query_row(
+            &format!("SELECT count(*), max(seq) FROM ({scanned})"),
+            rusqlite::params_from_iter(&args[..scope_args]),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        page.examined = usize::try_from(examined).unwrap_or(usize::MAX);
+        if page.next.is_none() && page.examined >= n {
+            page.next = last.map(DiscoveryCursor);
+        }
+    }
+    if page.resources.is_empty() && q.offset > 0 {
+        // The scope may have ended before the offset: count what it skipped.
+        let matched: i64 = c.query_row(
+            &format!("SELECT count(*) FROM ({conditions})"),
+            rusqlite::params_from_iter(&args[..args.len() - 2]),
+            |r| r.get(0),
+        )?;
+        page.skipped = usize::try_from(matched).unwrap_or(usize::MAX).min(q.offset);
+    }
+    Ok(page)
 }
 
 // ---- the writer ----

@@ -143,6 +143,28 @@ pub(crate) async fn run(s: &dyn Store) {
     offset.offset = 1;
     offset.limit = 1;
     assert_eq!(ris(&s.discover(&offset).await.unwrap()), vec!["cin4"]);
+    // A scan limit bounds what a page examines, whatever matches: a page cut by it says where to
+    // continue, even when nothing in it matched.
+    let mut rare = q(None, vec![23]);
+    rare.scan_limit = Some(2);
+    let first = s.discover(&rare).await.unwrap();
+    assert!(first.resources.is_empty() && first.positions.is_empty());
+    assert_eq!(first.examined, 2);
+    assert!(first.next.is_some(), "the scan limit cut the page");
+    rare.after = first.next;
+    let second = s.discover(&rare).await.unwrap();
+    assert_eq!((ris(&second), second.examined, second.positions.len()), (vec!["sub1".to_owned()], 2, 1));
+    rare.after = second.next;
+    let third = s.discover(&rare).await.unwrap();
+    assert_eq!((third.resources.len(), third.examined, third.next), (0, 0, None));
+    // An offset that the scan limit comes before: how many it skipped.
+    let mut skip = q(None, vec![3, 4, 23]);
+    (skip.offset, skip.scan_limit) = (5, Some(4));
+    let page = s.discover(&skip).await.unwrap();
+    assert_eq!((page.resources.len(), page.skipped, page.examined), (0, 3, 4));
+    skip.offset = 1;
+    let page = s.discover(&skip).await.unwrap();
+    assert_eq!((ris(&page), page.skipped), (vec!["cin4".to_owned(), "sub1".to_owned()], 1));
     // Children of several parents at once, the oldest first, at most so many each.
     let kids = s.children_of(&["cnt1".into(), "Cae1".into(), "nope".into()], 10).await.unwrap();
     assert_eq!(kids.iter().map(|r| r.ri()).collect::<Vec<_>>(), vec!["cin4", "sub1", "cnt1"]);

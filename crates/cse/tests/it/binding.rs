@@ -4,16 +4,14 @@
 //! before the first scrape.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cse::core::SystemClock;
 use cse::http::HttpConfig;
 use cse::notify::NotificationEngine;
-use cse::resource::Resource;
 use cse::server::{Service, ServiceConfig};
-use cse::store::{DiscoveryPage, DiscoveryQuery, SqliteStore, Store, StoreError, StoreFuture, Tx, TxOutcome};
-use onem2m::{ResourceType, Serialization, Timestamp};
+use onem2m::{Serialization, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::cse::{CseOptions, TestCse};
@@ -23,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use crate::notifications::{Setup, setup_with};
+use crate::store::TestStore;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -264,75 +263,10 @@ async fn metrics_show_what_came_before_the_first_scrape() {
     held.release();
 }
 
-/// A store that fails every read by structured name while `broken` is set, and otherwise is the
-/// real SQLite store: to see `/healthz` answer 503.
-struct Breakable {
-    inner: SqliteStore,
-    broken: Arc<AtomicBool>,
-}
-
-impl Store for Breakable {
-    fn get<'a>(&'a self, ri: &'a str) -> StoreFuture<'a, Option<Resource>> {
-        self.inner.get(ri)
-    }
-    fn get_by_srn<'a>(&'a self, srn: &'a str) -> StoreFuture<'a, Option<Resource>> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(StoreError::Backend("disk I/O error".into())) });
-        }
-        self.inner.get_by_srn(srn)
-    }
-    fn get_many<'a>(&'a self, ris: &'a [String]) -> StoreFuture<'a, Vec<Resource>> {
-        self.inner.get_many(ris)
-    }
-    fn children<'a>(&'a self, pi: &'a str, ty: Option<ResourceType>, limit: usize) -> StoreFuture<'a, Vec<Resource>> {
-        self.inner.children(pi, ty, limit)
-    }
-    fn newest_or_oldest<'a>(
-        &'a self,
-        pi: &'a str,
-        ty: ResourceType,
-        latest: bool,
-    ) -> StoreFuture<'a, Option<Resource>> {
-        self.inner.newest_or_oldest(pi, ty, latest)
-    }
-    fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage> {
-        self.inner.discover(q)
-    }
-    fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>> {
-        self.inner.children_of(pis, limit_each)
-    }
-    fn expired<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
-        self.inner.expired(now, limit)
-    }
-    fn aged_instances<'a>(&'a self, now: Timestamp, limit: usize) -> StoreFuture<'a, Vec<String>> {
-        self.inner.aged_instances(now, limit)
-    }
-    fn apply(&self, tx: Tx) -> StoreFuture<'_, TxOutcome> {
-        self.inner.apply(tx)
-    }
-    fn clear(&self) -> StoreFuture<'_, ()> {
-        self.inner.clear()
-    }
-    fn decisions<'a>(
-        &'a self,
-        f: &'a cse::store::decisions::DecisionFilter,
-    ) -> StoreFuture<'a, Vec<cse::store::decisions::Decision>> {
-        self.inner.decisions(f)
-    }
-    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<(Vec<u8>, String)>> {
-        self.inner.answer(key)
-    }
-    fn state<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<i64>> {
-        self.inner.state(key)
-    }
-}
-
 #[tokio::test]
 async fn healthz_reads_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let broken = Arc::new(AtomicBool::new(false));
-    let inner = SqliteStore::open(dir.path(), Default::default()).unwrap();
-    let store = Arc::new(Breakable { inner, broken: broken.clone() });
+    let store = Arc::new(TestStore::open(dir.path()));
     let cfg = ServiceConfig {
         cse: Default::default(),
         http: HttpConfig::default(),
@@ -341,7 +275,7 @@ async fn healthz_reads_the_store() {
         admission: None,
     };
     let engine = NotificationEngine::start(cfg.cse.notify_config()).unwrap();
-    let service = Service::start_with(cfg, store, engine, Arc::new(SystemClock)).await.unwrap();
+    let service = Service::start_with(cfg, store.clone(), engine, Arc::new(SystemClock)).await.unwrap();
     let health = || async {
         let req = http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
         let resp = service.router().oneshot(req).await.unwrap();
@@ -350,11 +284,11 @@ async fn healthz_reads_the_store() {
         (status, String::from_utf8_lossy(&body).into_owned())
     };
     assert_eq!(health().await, (200, "ok\n".to_owned()));
-    broken.store(true, Ordering::SeqCst);
+    store.broken_reads.store(true, Ordering::SeqCst);
     let (status, text) = health().await;
     assert_eq!(status, 503, "{text}");
     assert!(text.starts_with("unavailable: "), "{text}");
-    broken.store(false, Ordering::SeqCst);
+    store.broken_reads.store(false, Ordering::SeqCst);
     assert_eq!(health().await.0, 200);
     service.shutdown().await;
 }

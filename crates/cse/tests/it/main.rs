@@ -5,4 +5,6 @@ mod binding;
 mod conformance;
 mod lifecycle;
 mod notifications;
+mod scans;
+mod store;
 mod tls;

@@ -301,8 +301,10 @@ async fn a_target_that_never_answers_delays_nothing() {
     assert!(holding, "the black holes hold every unproven permit: {}", stuck.received().len());
     // ...and the healthy target is served meanwhile, about as fast as without them.
     let loaded = notified_round(&s, &other, &healthy, 2, 20).await;
+    // Starved, the healthy target would wait for the black holes' request timeout; the bound is
+    // loose so that a busy machine does not fail it.
     assert!(
-        loaded <= unloaded * 4 + Duration::from_millis(500),
+        loaded <= unloaded * 4 + Duration::from_secs(3),
         "20 notified requests took {loaded:?} with 6 black holes, {unloaded:?} without"
     );
     assert_eq!(stuck.received().len(), 2, "the black holes still hold their first notifications, and no more");
@@ -349,84 +351,6 @@ async fn request_expiration_stops_before_the_write() {
     assert!(got.is_some(), "the notification of a request answered in time");
 }
 
-/// The real store, whose acknowledgements can be made slow: the write is committed, and only the
-/// answer is late (a disk that takes its time to sync).
-struct SlowAck {
-    inner: cse::store::SqliteStore,
-    slow: std::sync::atomic::AtomicBool,
-}
-
-impl cse::store::Store for SlowAck {
-    fn get<'a>(&'a self, ri: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
-        self.inner.get(ri)
-    }
-    fn get_by_srn<'a>(&'a self, srn: &'a str) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
-        self.inner.get_by_srn(srn)
-    }
-    fn get_many<'a>(&'a self, ris: &'a [String]) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
-        self.inner.get_many(ris)
-    }
-    fn children<'a>(
-        &'a self,
-        pi: &'a str,
-        ty: Option<onem2m::ResourceType>,
-        limit: usize,
-    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
-        self.inner.children(pi, ty, limit)
-    }
-    fn newest_or_oldest<'a>(
-        &'a self,
-        pi: &'a str,
-        ty: onem2m::ResourceType,
-        latest: bool,
-    ) -> cse::store::StoreFuture<'a, Option<cse::resource::Resource>> {
-        self.inner.newest_or_oldest(pi, ty, latest)
-    }
-    fn discover<'a>(
-        &'a self,
-        q: &'a cse::store::DiscoveryQuery,
-    ) -> cse::store::StoreFuture<'a, cse::store::DiscoveryPage> {
-        self.inner.discover(q)
-    }
-    fn children_of<'a>(
-        &'a self,
-        pis: &'a [String],
-        limit_each: usize,
-    ) -> cse::store::StoreFuture<'a, Vec<cse::resource::Resource>> {
-        self.inner.children_of(pis, limit_each)
-    }
-    fn expired<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
-        self.inner.expired(now, limit)
-    }
-    fn aged_instances<'a>(&'a self, now: onem2m::Timestamp, limit: usize) -> cse::store::StoreFuture<'a, Vec<String>> {
-        self.inner.aged_instances(now, limit)
-    }
-    fn apply(&self, tx: cse::store::Tx) -> cse::store::StoreFuture<'_, cse::store::TxOutcome> {
-        Box::pin(async move {
-            let out = self.inner.apply(tx).await;
-            if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            out
-        })
-    }
-    fn clear(&self) -> cse::store::StoreFuture<'_, ()> {
-        self.inner.clear()
-    }
-    fn decisions<'a>(
-        &'a self,
-        f: &'a cse::store::decisions::DecisionFilter,
-    ) -> cse::store::StoreFuture<'a, Vec<cse::store::decisions::Decision>> {
-        self.inner.decisions(f)
-    }
-    fn answer<'a>(&'a self, key: &'a str) -> cse::store::StoreFuture<'a, Option<(Vec<u8>, String)>> {
-        self.inner.answer(key)
-    }
-    fn state<'a>(&'a self, key: &'a str) -> cse::store::StoreFuture<'a, Option<i64>> {
-        self.inner.state(key)
-    }
-}
-
 /// A write committed after the request's deadline is answered as done, and notifies: the deadline
 /// is never applied after a commit.
 #[tokio::test]
@@ -435,10 +359,7 @@ async fn a_committed_write_is_answered_as_done() {
     use onem2m::{Operation, Request, ResourceType};
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(SlowAck {
-        inner: cse::store::SqliteStore::open(dir.path(), cse::store::sqlite::Durability::Process).unwrap(),
-        slow: false.into(),
-    });
+    let store = std::sync::Arc::new(crate::store::TestStore::open(dir.path()));
     let cfg = cse::config::CseConfig::default();
     let engine = cse::notify::NotificationEngine::start(cse::notify::NotifyConfig::new(cfg.cse_id.clone())).unwrap();
     let core = cse::core::Cse::start(cfg, store.clone(), engine, std::sync::Arc::new(cse::core::SystemClock), None)
@@ -466,16 +387,37 @@ async fn a_committed_write_is_answered_as_done() {
     assert_eq!(r.rsc, onem2m::Rsc::Created, "{:?}", r.pc);
 
     assert_eq!(core.upper_tester("enableShortRequestExpiration 1").await.unwrap().rsc, onem2m::Rsc::Ok);
-    store.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    store.slow_acks.store(true, std::sync::atomic::Ordering::SeqCst);
     let cin = json!({"m2m:cin": {"rn": "late", "con": "committed"}});
     let r = core
         .handle(request(Operation::Create, "cse-in/ae/cnt", &aei, Some(ResourceType::ContentInstance), cin), &ctx)
         .await;
     assert_eq!(r.rsc, onem2m::Rsc::Created, "a committed write was answered {:?}: {:?}", r.rsc, r.pc);
-    store.slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    store.slow_acks.store(false, std::sync::atomic::Ordering::SeqCst);
     let mut get = Request::new(Operation::Retrieve, "cse-in/ae/cnt/late", Some(aei.clone()), "rqi2");
     get.rvi = Some("4".into());
     assert_eq!(core.handle(get, &ctx).await.rsc, onem2m::Rsc::Ok);
     let n = sink.wait_for(WAIT, |r| sgn(r).pointer("/nev/rep/m2m:cin/con") == Some(&json!("committed"))).await;
     assert!(n.is_some(), "the committed write's notification was not sent");
+}
+
+/// `GET /healthz` reads the CSEBase but is no oneM2M request: an operation monitor on the CSEBase
+/// is not told of it. Notifications to one target arrive in order, so a notification of the health
+/// check would arrive before the one of the retrieve that follows it.
+#[tokio::test]
+async fn health_checks_notify_no_operation_monitor() {
+    let sink = Sink::start().await;
+    let s = setup(&sink.url()).await;
+    let sub = json!({"m2m:sub": {"nu": [sink.url()], "enc": {"om": [{"ops": 2}]}}});
+    let r = Req::create("/cse-in", "CAdmin", 23, sub).send(&s.http, &s.cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let sur = format!("/id-in/{}", r.str_at("/m2m:sub/ri"));
+    for _ in 0..3 {
+        let health = s.http.get(format!("{}/healthz", s.cse.url)).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    assert_eq!(Req::get("/cse-in", "CAdmin").send(&s.http, &s.cse.url).await.rsc, 2000);
+    assert!(eventually(WAIT, async || !of_sub(&sink, &sur).is_empty()).await, "{:?}", sink.received());
+    let first = of_sub(&sink, &sur).remove(0);
+    assert_eq!(first["nev"]["om"], json!({"ops": 2, "org": "CAdmin"}), "a health check was monitored: {first}");
 }

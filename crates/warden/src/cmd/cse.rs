@@ -113,6 +113,9 @@ struct FileCse {
     max_discovery_results: Option<usize>,
     /// Most child resources a retrieve with rcn 4, 5, 6 or 8 returns.
     max_children: Option<usize>,
+    /// Most resources one discovery (or retrieve of child resources) examines before it answers
+    /// what it found so far as partial content.
+    max_discovery_scan: Option<usize>,
     /// How long a subscription's verification request may take.
     verification_timeout_ms: Option<u64>,
     /// `process` (survives a crash of the process) or `full` (also a power loss).
@@ -341,6 +344,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<CseRun> {
     if let Some(n) = c.max_discovery_results {
         cse.max_discovery_results = n;
     }
+    if let Some(n) = c.max_discovery_scan {
+        cse.max_discovery_scan = n;
+    }
     if let Some(n) = c.max_children {
         cse.max_children = n;
     }
@@ -418,15 +424,9 @@ fn advertised(addr: SocketAddr) -> SocketAddr {
 
 /// Binds the listeners, starts the service and serves until `stop` is cancelled (see [`serve_on`]).
 pub(crate) async fn serve(run: CseRun, stop: CancellationToken) -> anyhow::Result<()> {
-    let bind = |addr: SocketAddr| async move {
-        let l =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let bound = l.local_addr()?;
-        anyhow::Ok((l, bound))
-    };
-    let (plain, plain_addr) = bind(run.listen).await?;
+    let (plain, plain_addr) = crate::common::bind(run.listen).await?;
     let tls_listener = match &run.tls {
-        Some(t) => Some(bind(t.listen).await?),
+        Some(t) => Some(crate::common::bind(t.listen).await?),
         None => None,
     };
     serve_on(run, (plain, plain_addr), tls_listener, stop).await
@@ -582,6 +582,7 @@ mod tests {
             max_expiration_seconds = 7200
             max_discovery_results = 50
             max_children = 20
+            max_discovery_scan = 5000
             verification_timeout_ms = 1500
             durability = "full"
             max_connections = 10
@@ -617,7 +618,7 @@ mod tests {
         assert_eq!(c.poa, ["http://cse.example.net:9000", "https://cse.example.net:9443"]);
         assert_eq!(c.default_expiration, Duration::from_secs(3600));
         assert_eq!(c.max_expiration, Duration::from_secs(7200));
-        assert_eq!((c.max_discovery_results, c.max_children), (50, 20));
+        assert_eq!((c.max_discovery_results, c.max_children, c.max_discovery_scan), (50, 20, 5000));
         assert_eq!(c.verification_timeout, Duration::from_millis(1500));
         let h = &run.service.http;
         assert_eq!(
@@ -706,6 +707,7 @@ mod tests {
             ("[cse]\ndefault_expiration_seconds = 0", "default_expiration"),
             ("[cse]\ndefault_expiration_seconds = 100\nmax_expiration_seconds = 10", "max_expiration"),
             ("[cse]\nmax_children = 0", "max_children"),
+            ("[cse]\nmax_discovery_scan = 0", "max_discovery_scan"),
             ("[cse]\nverification_timeout_ms = 0", "verification_timeout"),
             ("[cse]\nmax_connections = 0", "max_connections"),
             ("[cse]\npublic_url = \"http://0.0.0.0:8080\"", "cse.public_url"),

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::cse::{CseRun, TlsListener, serve_on};
-use crate::common::{UsageError, shutdown_signal};
+use crate::common::{UsageError, bind, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -117,14 +117,6 @@ pub(crate) const UP_FILE: &str = "up.json";
 /// Where a generated registry admin token is kept (mode 0600), so that the printed commands work.
 pub(crate) const ADMIN_TOKEN_FILE: &str = "admin-token";
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
-}
-
-fn local(l: &tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
-    l.local_addr().map_err(|e| anyhow::anyhow!("cannot read a bound address: {e}"))
-}
-
 /// How the printed commands pass the admin token.
 fn token_expr(args: &Args, data: &Path) -> String {
     if args.admin_token.is_some() && std::env::var("WARDEN_ADMIN_TOKEN").ok() == args.admin_token {
@@ -162,10 +154,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     // Every listener is bound first, so that port 0 works and the printed URLs are the real ones.
-    let reg_listener = bind(args.registry_listen).await?;
-    let cse_listener = bind(args.listen).await?;
-    let tls_listener = bind(args.listen_tls).await?;
-    let (reg_addr, cse_addr, tls_addr) = (local(&reg_listener)?, local(&cse_listener)?, local(&tls_listener)?);
+    let (reg_listener, reg_addr) = bind(args.registry_listen).await?;
+    let (cse_listener, cse_addr) = bind(args.listen).await?;
+    let (tls_listener, tls_addr) = bind(args.listen_tls).await?;
     let registry_url = format!("http://{reg_addr}");
 
     // The registry.

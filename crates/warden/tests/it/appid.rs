@@ -304,7 +304,7 @@ async fn acknowledged_writes_survive_a_crash() {
     reg.crash();
     let mut acknowledged = Vec::new();
     for w in writers {
-        acknowledged.extend(w.await.unwrap());
+        acknowledged.extend(tokio::time::timeout(DEADLINE, w).await.expect("a writer ended in time").unwrap());
     }
     assert!(acknowledged.len() >= 100, "{} writes", acknowledged.len());
 

@@ -59,7 +59,7 @@ async fn every_acknowledged_write_survives_a_sigkill() {
     tokio::time::timeout(DEADLINE, enough.notified()).await.expect("200 writes acknowledged");
     warden.crash();
     for w in writers {
-        w.await.expect("a writer ended");
+        tokio::time::timeout(DEADLINE, w).await.expect("a writer ended in time").expect("a writer ended");
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
