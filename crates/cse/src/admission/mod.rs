@@ -18,7 +18,7 @@ pub mod policy;
 pub mod profiles;
 pub mod refusals;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -218,7 +218,7 @@ pub struct Admission {
     by_srn: RwLock<HashMap<String, Arc<AeState>>>,
     /// The AEs bound to each credential: a device certificate may serve several AEs of its App-ID
     /// (TS-0003 §8.2.1, "a list of allowed AE-IDs"), and speaks only for them.
-    credentials: RwLock<HashMap<String, Vec<String>>>,
+    credentials: RwLock<HashMap<String, HashSet<String>>>,
     schemas: Mutex<HashMap<(String, u64, String), Arc<jsonschema::Validator>>>,
     on_reject: Mutex<Option<AeHook>>,
 }
@@ -599,10 +599,7 @@ impl Admission {
         }
         if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
-            let bound = creds.entry(c.clone()).or_default();
-            if !bound.iter().any(|a| a == &state.stem) {
-                bound.push(state.stem.clone());
-            }
+            creds.entry(c.clone()).or_default().insert(state.stem.clone());
         }
         self.profiles.watch(&state.app_id);
         let state = Arc::new(state);
@@ -690,7 +687,7 @@ impl Admission {
         if let Some(c) = &state.credential {
             let mut creds = self.credentials.write();
             if let Some(aes) = creds.get_mut(c) {
-                aes.retain(|a| a != stem);
+                aes.remove(stem);
                 if aes.is_empty() {
                     creds.remove(c);
                 }
@@ -726,20 +723,25 @@ impl Admission {
             });
         }
         // A credential bound to AEs speaks only for them.
-        let bound = sa.and_then(|sa| self.credentials.read().get(&sa.credential_id).cloned());
-        let mut bound_enforced = false;
-        if let Some(bound) = &bound
-            && !bound.iter().any(|a| a == orig)
-        {
-            bound_enforced = {
-                let aes = self.aes.read();
-                bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced))
-            };
-            found.push(Refusal {
-                reason: "credential_mismatch",
-                rsc: Rsc::OriginatorNotAuthenticated,
-                message: format!("this certificate belongs to the AE {}, not to {orig}", bound.join(", ")),
-            });
+        // (Looked up in place: a device certificate may serve many AEs.)
+        let (mut bound_enforced, mut credential_bound) = (false, false);
+        let mismatch = sa.and_then(|sa| {
+            let creds = self.credentials.read();
+            let bound = creds.get(&sa.credential_id)?;
+            credential_bound = true;
+            if bound.contains(orig) {
+                return None;
+            }
+            let aes = self.aes.read();
+            bound_enforced = bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced));
+            let mut named: Vec<&str> = bound.iter().take(3).map(String::as_str).collect();
+            named.sort_unstable();
+            let more = bound.len().saturating_sub(named.len());
+            let also = if more > 0 { format!(" and {more} more") } else { String::new() };
+            Some(format!("this certificate belongs to the AE {}{also}, not to {orig}", named.join(", ")))
+        });
+        if let Some(message) = mismatch {
+            found.push(Refusal { reason: "credential_mismatch", rsc: Rsc::OriginatorNotAuthenticated, message });
         }
         if let Some(state) = &state {
             self.check_state(state, sa, binding, payload_len, &mut found);
@@ -750,7 +752,7 @@ impl Admission {
         // Enforced unless everything involved was admitted in audit mode.
         let enforced = match &state {
             Some(s) => s.enforced || bound_enforced,
-            None => bound.is_none() || bound_enforced,
+            None => !credential_bound || bound_enforced,
         };
         let enforced = enforced && self.enforcing();
         let app_id = state
