@@ -128,6 +128,11 @@ impl Service {
             let from = profiles.stored_feed_seq().await.or(feed_from);
             let deadline = (lookup_timeout * 5).clamp(Duration::from_secs(1), Duration::from_secs(10));
             let from = if profiles.catch_up(from, deadline).await { Some(profiles.feed_seq()) } else { from };
+            // AEs admitted without the registry before the restart are checked again now, before they
+            // are served: one refused by its check before the restart is refused again at once.
+            if tokio::time::timeout(deadline, admission.reverify_once()).await.is_err() {
+                tracing::warn!("checking the AEs admitted without the registry takes too long; it goes on later");
+            }
             tasks.spawn(profiles.follow(from, cancel.clone()));
             tasks.spawn(admission.reverify(cancel.clone()));
         }

@@ -1443,6 +1443,29 @@ async fn bad_or_expired_registrations_cost_no_registry_lookup() {
     assert_eq!(env.admission().profiles().queries(), q0, "the registry was not asked");
 }
 
+/// An AE refused when it was checked again (it was admitted while the registry was unreachable)
+/// is refused at once after a restart too: the check is made again before the CSE serves.
+#[tokio::test]
+async fn an_ae_refused_by_its_later_check_stays_refused_after_a_restart() {
+    let policy = "[admission]\nregistry_unreachable = \"admit\"\nlookup_timeout_ms = 300\nreverify_seconds = 3600\n\
+                  [[admission.rule]]\nname = \"critical infrastructure needs a TPM\"\n\
+                  when = { class = \"critical-infrastructure\" }\nrequire = { keyStorage = [\"tpm\"] }\n";
+    let grid = with(profile(GRID_APP), "/application/class", json!("critical-infrastructure"));
+    let env = Env::with(Setup::new(policy).pre(vec![grid]).proxy()).await;
+    env.proxy().set(Fault::Hold);
+    let r = env.plain(&register("C", "grid", GRID_APP)).await;
+    assert_eq!(r.rsc, 2001, "admitted unverified: {}", r.body);
+    let aei = r.str_at("/m2m:ae/aei");
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    env.admission().reverify_once().await;
+    let get = Req::get("/cse-in/grid", &aei);
+    assert_eq!(env.plain(&get).await.rsc, 4126, "refused by the check");
+    let env = env.restart().await;
+    let r = env.plain(&get).await;
+    assert_eq!(r.rsc, 4126, "refused at once after the restart: {}", r.body);
+}
+
 /// An AE deleted while it waited to be checked again stays deleted: the check does not bring its
 /// admission back.
 #[tokio::test]
