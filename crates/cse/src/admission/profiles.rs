@@ -542,19 +542,21 @@ impl Profiles {
             }
         }
         let mut refresh = Vec::new();
+        let mut untrusted = Vec::new();
         for (app_id, status) in &last {
             match status {
                 Status::Suspended | Status::Revoked => {
                     self.block(app_id, *status);
-                    if let Some(t) = &self.trust {
-                        t.remove(app_id);
-                    }
+                    untrusted.push((*app_id).clone());
                 }
                 Status::Active => {
                     self.blocked.write().remove(*app_id);
                     refresh.push((*app_id).clone());
                 }
             }
+        }
+        if let Some(t) = &self.trust {
+            t.remove_all(&untrusted);
         }
         if changes.len() <= MAX_REFRESH_PER_PAGE {
             // The new versions: the trust map and the cache follow.

@@ -179,6 +179,16 @@ fn trust_map_updates() {
     clone.update_one(app(APP_A), vec![f.root_a.cert_der().clone()]).unwrap();
     assert!(f.trust.contains(&app(APP_A)));
     assert_eq!(format!("{:?}", f.trust), "TrustMap { app_ids: 2 }");
+
+    // Several at once: one new map; App-IDs that are not there are skipped.
+    for extra in ["Racme.com.acme.x1", "Racme.com.acme.x2"] {
+        f.trust.update_one(app(extra), vec![f.root_a.cert_der().clone()]).unwrap();
+    }
+    let gone = [app("Racme.com.acme.x1"), app("Racme.com.acme.nothere"), app("Racme.com.acme.x2")];
+    assert_eq!(f.trust.remove_all(&gone), 2);
+    assert_eq!(f.trust.remove_all(&gone), 0);
+    assert_eq!(f.trust.len(), 2);
+    assert!(f.trust.contains(&app(APP_A)));
 }
 
 #[test]

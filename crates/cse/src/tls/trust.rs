@@ -13,7 +13,7 @@
 //!
 //! A write copies the map's index (two pointers per App-ID; keys and verifiers are shared), which is
 //! fine for the thousands of App-IDs a CSE sees. Load many App-IDs with one `set`, not one
-//! `update_one` each.
+//! `update_one` each, and forget many with one `remove_all` (a page of revocations).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -211,15 +211,24 @@ impl TrustMap {
 
     /// Forgets an App-ID: its certificates no longer verify. True if it was there.
     pub fn remove(&self, app_id: &AppId) -> bool {
+        self.remove_all(std::slice::from_ref(app_id)) > 0
+    }
+
+    /// Forgets several App-IDs with one new map (a page of revocations copies the map once, not
+    /// once per App-ID). How many were there.
+    pub fn remove_all(&self, app_ids: &[AppId]) -> usize {
         let _w = self.inner.writer.lock();
         let current = self.inner.entries.load();
-        if !current.contains_key(app_id) {
-            return false;
+        let present: Vec<&AppId> = app_ids.iter().filter(|a| current.contains_key(*a)).collect();
+        if present.is_empty() {
+            return 0;
         }
         let mut map = HashMap::clone(&current);
-        map.remove(app_id);
+        for app_id in &present {
+            map.remove(*app_id);
+        }
         self.publish(map);
-        true
+        present.len()
     }
 
     /// Swaps in `map`. The caller holds the writer lock.
