@@ -67,7 +67,7 @@ impl Cse {
         }
         if let Some((last, parent)) = rest.split_last()
             && (*last == "la" || *last == "ol")
-            && let Some(cnt) = self.lookup(&base_srn, parent, base.clone()).await?
+            && let Some(cnt) = self.container_of_instance(&base_srn, parent, base.is_none(), base.clone()).await?
             && cnt.ty == ResourceType::Container
         {
             crate::telemetry::target_type(ResourceType::ContentInstance);
@@ -94,6 +94,31 @@ impl Cse {
             self.cache.remember_parent(r);
         }
         Ok(target)
+    }
+
+    /// The resource whose `la` or `ol` is asked for. A container at a structured address comes from
+    /// the parent cache (what the access check and the instance query need of it, its ID and its
+    /// policies, is what the cache keeps current), so that reading the newest instance costs one
+    /// store read.
+    async fn container_of_instance(
+        &self,
+        base_srn: &str,
+        rest: &[&str],
+        structured: bool,
+        base: Option<Resource>,
+    ) -> Result<Option<Resource>, Error> {
+        if structured && !rest.is_empty() {
+            let srn = format!("{base_srn}/{}", rest.join("/"));
+            if let Some(r) = self.cache.parent(&srn) {
+                return Ok(Some(r.as_ref().clone()));
+            }
+            let found = self.store.get_by_srn(&srn).await.map_err(store_error)?;
+            if let Some(r) = &found {
+                self.cache.remember_parent(r);
+            }
+            return Ok(found);
+        }
+        self.lookup(base_srn, rest, base).await
     }
 
     /// The resource at `base_srn/rest...`; `base` is the resource at `base_srn` when already known.

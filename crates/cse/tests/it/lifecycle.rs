@@ -127,3 +127,47 @@ async fn upper_tester_is_off_by_default() {
     assert_eq!(r.rsc, 4004, "{}", r.body);
     assert!(r.header("x-m2m-utrsp").is_none());
 }
+
+/// `la` reads its container from the parent cache: a container deleted and made again under the
+/// same name, or given other policies, is what `la` sees at once.
+#[tokio::test]
+async fn latest_follows_its_container_through_changes() {
+    let cse = TestCse::start(CseOptions::default()).await;
+    let http = client();
+    let ae = |rn: &str| json!({"m2m:ae": {"rn": rn, "api": "Nk", "rr": false, "srv": ["4"]}});
+    let owner = Req::create("/cse-in", "C", 2, ae("own")).send(&http, &cse.url).await.str_at("/m2m:ae/aei");
+    let reader = Req::create("/cse-in", "C", 2, ae("rdr")).send(&http, &cse.url).await.str_at("/m2m:ae/aei");
+    let put = async |con: &str| {
+        let cin = json!({"m2m:cin": {"con": con}});
+        assert_eq!(Req::create("/cse-in/own/c", &owner, 4, cin).send(&http, &cse.url).await.rsc, 2001);
+    };
+    let latest = async |who: &str| Req::get("/cse-in/own/c/la", who).send(&http, &cse.url).await;
+    assert_eq!(
+        Req::create("/cse-in/own", &owner, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&http, &cse.url).await.rsc,
+        2001
+    );
+    put("one").await;
+    assert_eq!(latest(&owner).await.body["m2m:cin"]["con"], "one");
+    assert_eq!(latest(&reader).await.rsc, 4103, "creator only");
+
+    // Other policies: the reader may read now.
+    let acp = json!({"m2m:acp": {"rn": "open", "pv": {"acr": [{"acor": [reader.as_str(), owner.as_str()], "acop": 63}]},
+        "pvs": {"acr": [{"acor": [owner.as_str()], "acop": 63}]}}});
+    let r = Req::create("/cse-in/own", &owner, 1, acp).send(&http, &cse.url).await;
+    assert_eq!(r.rsc, 2001, "{}", r.body);
+    let acp_ri = r.str_at("/m2m:acp/ri");
+    let upd = Req::update("/cse-in/own/c", &owner, json!({"m2m:cnt": {"acpi": [acp_ri]}}));
+    assert_eq!(upd.send(&http, &cse.url).await.rsc, 2004);
+    assert_eq!(latest(&reader).await.body["m2m:cin"]["con"], "one");
+
+    // Deleted, then made again under the same name.
+    assert_eq!(Req::delete("/cse-in/own/c", &owner).send(&http, &cse.url).await.rsc, 2002);
+    assert_eq!(latest(&owner).await.rsc, 4004);
+    assert_eq!(
+        Req::create("/cse-in/own", &owner, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&http, &cse.url).await.rsc,
+        2001
+    );
+    put("two").await;
+    assert_eq!(latest(&owner).await.body["m2m:cin"]["con"], "two");
+    assert_eq!(latest(&reader).await.rsc, 4103, "the new container has no policies yet");
+}
