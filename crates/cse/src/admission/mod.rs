@@ -305,14 +305,19 @@ impl Admission {
         if self.enforcing() { "enforce" } else { "audit" }
     }
 
-    async fn record(&self, d: Decision) {
+    /// Counts and traces a decision (what every decision gets besides its log entry).
+    fn announce(ae: &str, app_id: &str, outcome: &str, reason: &str) {
         metrics::counter!(
             "warden_admission_decisions_total",
-            "outcome" => d.outcome.clone(),
-            "reason" => d.reason.clone()
+            "outcome" => outcome.to_owned(),
+            "reason" => reason.to_owned()
         )
         .increment(1);
-        tracing::info!(ae = %d.ae_id, app_id = %d.app_id, outcome = %d.outcome, reason = %d.reason, "admission decision");
+        tracing::info!(ae, app_id, outcome, reason, "admission decision");
+    }
+
+    async fn record(&self, d: Decision) {
+        Self::announce(&d.ae_id, &d.app_id, &d.outcome, &d.reason);
         if let Err(e) = self.log.append(d).await {
             tracing::error!(error = %e, "cannot record an admission decision");
         }
@@ -559,9 +564,7 @@ impl Admission {
     /// Counts an admission whose AE (and entry, [`Admission::admission_entry`]) the transaction
     /// `out` stored, and starts enforcing what it grants.
     pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>, out: &TxOutcome) {
-        metrics::counter!("warden_admission_decisions_total", "outcome" => "admitted", "reason" => grant.reason)
-            .increment(1);
-        tracing::info!(ae = %reg.stem, app_id = %reg.app_id, outcome = "admitted", reason = grant.reason, "admission decision");
+        Self::announce(reg.stem, reg.app_id.as_str(), "admitted", grant.reason);
         self.log.appended(out).await;
         if let Some(a) = &grant.answer {
             a.kept.store(true, Ordering::Relaxed);
@@ -723,25 +726,29 @@ impl Admission {
             });
         }
         // A credential bound to AEs speaks only for them.
-        // (Looked up in place: a device certificate may serve many AEs.)
+        // (Looked up in place: a device certificate may serve many AEs. The locks are taken in the
+        // order `activate_if` and `forget` take them: the AEs, then the credentials.)
         let (mut bound_enforced, mut credential_bound) = (false, false);
-        let mismatch = sa.and_then(|sa| {
-            let creds = self.credentials.read();
-            let bound = creds.get(&sa.credential_id)?;
-            credential_bound = true;
-            if bound.contains(orig) {
-                return None;
-            }
+        if let Some(sa) = sa {
             let aes = self.aes.read();
-            bound_enforced = bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced));
-            let mut named: Vec<&str> = bound.iter().take(3).map(String::as_str).collect();
-            named.sort_unstable();
-            let more = bound.len().saturating_sub(named.len());
-            let also = if more > 0 { format!(" and {more} more") } else { String::new() };
-            Some(format!("this certificate belongs to the AE {}{also}, not to {orig}", named.join(", ")))
-        });
-        if let Some(message) = mismatch {
-            found.push(Refusal { reason: "credential_mismatch", rsc: Rsc::OriginatorNotAuthenticated, message });
+            let creds = self.credentials.read();
+            if let Some(bound) = creds.get(&sa.credential_id) {
+                credential_bound = true;
+                if !bound.contains(orig) {
+                    bound_enforced = bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced));
+                    let mut named: Vec<&str> = bound.iter().take(3).map(String::as_str).collect();
+                    named.sort_unstable();
+                    let more = bound.len() - named.len();
+                    let also = if more > 0 { format!(" and {more} more") } else { String::new() };
+                    let message =
+                        format!("this certificate belongs to the AE {}{also}, not to {orig}", named.join(", "));
+                    found.push(Refusal {
+                        reason: "credential_mismatch",
+                        rsc: Rsc::OriginatorNotAuthenticated,
+                        message,
+                    });
+                }
+            }
         }
         if let Some(state) = &state {
             self.check_state(state, sa, binding, payload_len, &mut found);

@@ -147,10 +147,10 @@ fn untrusted(e: impl std::fmt::Display) -> Failure {
     Failure::Untrusted(e.to_string())
 }
 
-/// Sorts a registry client error into the failure it means for admission.
 /// The message of a lookup that timed out.
 pub(crate) const TIMED_OUT: &str = "the registry did not answer in time";
 
+/// Sorts a registry client error into the failure it means for admission.
 fn classify(e: ClientError) -> Failure {
     match e {
         ClientError::Transport(m) => Failure::Unreachable(m),
@@ -393,47 +393,40 @@ impl Profiles {
 
     /// Applies what changed while the CSE was not following the feed, before it serves: the
     /// changes after `from` (the stored position), then — and without a position, only — a fresh
-    /// lookup of every watched App-ID (a revocation applied before a restart is not in the
-    /// changes after the stored position). Gives up after `deadline`; [`Profiles::caught_up`] tells whether it
-    /// finished (the follower finishes it later otherwise).
+    /// lookup of every watched App-ID (a revocation applied before a restart is not in the changes
+    /// after the stored position). Gives up after `deadline`; [`Profiles::caught_up`] tells
+    /// whether it finished (the follower finishes it later otherwise).
     pub async fn catch_up(self: &Arc<Self>, from: Option<u64>, deadline: Duration) -> bool {
         let work = async {
-            match from {
-                Some(mut after) => {
-                    loop {
-                        let page = self.client.changes(Some(after), Duration::ZERO).await.map_err(classify)?;
-                        if page.last < after {
-                            self.reset().await;
-                            self.save_feed_seq(page.last).await;
-                            return Ok::<(), Failure>(());
-                        }
-                        self.apply_changes(&page.changes).await;
+            // Without a position, the head to store once the watched App-IDs are looked up.
+            let head = match from {
+                Some(mut after) => loop {
+                    let page = self.client.changes(Some(after), Duration::ZERO).await.map_err(classify)?;
+                    if page.last < after {
+                        self.reset().await;
                         self.save_feed_seq(page.last).await;
-                        if page.changes.is_empty() {
-                            break;
-                        }
-                        after = page.last;
+                        return Ok::<(), Failure>(());
                     }
-                    // What the feed said before the stored position (a revocation applied before a
-                    // restart, say) is known only to the registry now: the restored App-IDs are
-                    // looked up again.
-                    let ids: Vec<AppId> = self.watched.read().iter().cloned().collect();
-                    match self.refresh_all(ids).await.into_iter().next() {
-                        Some(f) => Err(f),
-                        None => Ok(()),
+                    self.apply_changes(&page.changes).await;
+                    self.save_feed_seq(page.last).await;
+                    if page.changes.is_empty() {
+                        break None;
                     }
-                }
-                None => {
-                    let head = self.client.changes(None, Duration::ZERO).await.map_err(classify)?.last;
-                    let ids: Vec<AppId> = self.watched.read().iter().cloned().collect();
-                    let failures = self.refresh_all(ids).await;
-                    if let Some(f) = failures.into_iter().next() {
-                        return Err(f);
-                    }
-                    self.save_feed_seq(head).await;
-                    Ok(())
-                }
+                    after = page.last;
+                },
+                None => Some(self.client.changes(None, Duration::ZERO).await.map_err(classify)?.last),
+            };
+            // What the feed said before the stored position (a revocation applied before a
+            // restart, say) is known only to the registry now: the restored App-IDs are looked up
+            // again.
+            let ids: Vec<AppId> = self.watched.read().iter().cloned().collect();
+            if let Some(f) = self.refresh_all(ids).await.into_iter().next() {
+                return Err(f);
             }
+            if let Some(head) = head {
+                self.save_feed_seq(head).await;
+            }
+            Ok(())
         };
         match tokio::time::timeout(deadline, work).await {
             Ok(Ok(())) => {

@@ -67,7 +67,7 @@ impl Cse {
         }
         if let Some((last, parent)) = rest.split_last()
             && (*last == "la" || *last == "ol")
-            && let Some(cnt) = self.container_of_instance(&base_srn, parent, base.is_none(), base.clone()).await?
+            && let Some(cnt) = self.container_of_instance(&base_srn, parent, base.clone()).await?
             && cnt.ty == ResourceType::Container
         {
             crate::telemetry::target_type(ResourceType::ContentInstance);
@@ -104,10 +104,10 @@ impl Cse {
         &self,
         base_srn: &str,
         rest: &[&str],
-        structured: bool,
         base: Option<Resource>,
     ) -> Result<Option<Resource>, Error> {
-        if structured && !rest.is_empty() {
+        // A structured address (no base resource read by ID) below the CSEBase.
+        if base.is_none() && !rest.is_empty() {
             let srn = format!("{base_srn}/{}", rest.join("/"));
             if let Some(r) = self.cache.parent(&srn) {
                 return Ok(Some(r.as_ref().clone()));

@@ -579,28 +579,3 @@ impl Target {
         }
     }
 }
-
-#[cfg(test)]
-mod ctx_tests {
-    use super::*;
-
-    #[test]
-    fn only_a_verified_certificate_or_the_admin_token_authenticates() {
-        let sa = |unverified: Option<Unverified>| SecurityAssociation {
-            credential_id: "ab".into(),
-            app_id: Some("Ra.b.c".into()),
-            ae_id: None,
-            root_sha256: None,
-            unverified,
-        };
-        let mut ctx = Ctx::plain(Binding::Http);
-        assert!(!ctx.authenticated());
-        ctx.sa = Some(sa(None));
-        assert!(ctx.authenticated());
-        let failed = Unverified { reason: "wrong_root", message: "m".into(), chain: Arc::from(Vec::new()) };
-        ctx.sa = Some(sa(Some(failed)));
-        assert!(!ctx.authenticated(), "a certificate that did not verify proves nothing");
-        ctx.admin_authenticated = true;
-        assert!(ctx.authenticated());
-    }
-}

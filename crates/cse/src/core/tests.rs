@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::subscription::PARSED;
-use super::{Binding, Cse, Ctx, Notifier, NotifyTarget, SystemClock};
+use super::{Binding, Cse, Ctx, Notifier, NotifyTarget, SecurityAssociation, SystemClock, Unverified};
 use crate::config::CseConfig;
 use crate::store::SqliteStore;
 
@@ -70,4 +70,24 @@ async fn criteria_are_parsed_once_not_per_event() {
     let parsed = PARSED.with(|n| n.get()) - before;
     assert_eq!(h.notes.queued.lock().len(), 10, "every instance notifies");
     assert!(parsed <= 1, "the criteria were parsed {parsed} times for 10 events");
+}
+
+#[test]
+fn only_a_verified_certificate_or_the_admin_token_authenticates() {
+    let sa = |unverified: Option<Unverified>| SecurityAssociation {
+        credential_id: "ab".into(),
+        app_id: Some("Ra.b.c".into()),
+        ae_id: None,
+        root_sha256: None,
+        unverified,
+    };
+    let mut ctx = Ctx::plain(Binding::Http);
+    assert!(!ctx.authenticated());
+    ctx.sa = Some(sa(None));
+    assert!(ctx.authenticated());
+    let failed = Unverified { reason: "wrong_root", message: "m".into(), chain: Arc::from(Vec::new()) };
+    ctx.sa = Some(sa(Some(failed)));
+    assert!(!ctx.authenticated(), "a certificate that did not verify proves nothing");
+    ctx.admin_authenticated = true;
+    assert!(ctx.authenticated());
 }

@@ -142,10 +142,9 @@ async fn latest_follows_its_container_through_changes() {
         assert_eq!(Req::create("/cse-in/own/c", &owner, 4, cin).send(&http, &cse.url).await.rsc, 2001);
     };
     let latest = async |who: &str| Req::get("/cse-in/own/c/la", who).send(&http, &cse.url).await;
-    assert_eq!(
-        Req::create("/cse-in/own", &owner, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&http, &cse.url).await.rsc,
-        2001
-    );
+    let make =
+        async || Req::create("/cse-in/own", &owner, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&http, &cse.url).await;
+    assert_eq!(make().await.rsc, 2001);
     put("one").await;
     assert_eq!(latest(&owner).await.body["m2m:cin"]["con"], "one");
     assert_eq!(latest(&reader).await.rsc, 4103, "creator only");
@@ -163,10 +162,7 @@ async fn latest_follows_its_container_through_changes() {
     // Deleted, then made again under the same name.
     assert_eq!(Req::delete("/cse-in/own/c", &owner).send(&http, &cse.url).await.rsc, 2002);
     assert_eq!(latest(&owner).await.rsc, 4004);
-    assert_eq!(
-        Req::create("/cse-in/own", &owner, 3, json!({"m2m:cnt": {"rn": "c"}})).send(&http, &cse.url).await.rsc,
-        2001
-    );
+    assert_eq!(make().await.rsc, 2001);
     put("two").await;
     assert_eq!(latest(&owner).await.body["m2m:cin"]["con"], "two");
     assert_eq!(latest(&reader).await.rsc, 4103, "the new container has no policies yet");
