@@ -366,6 +366,22 @@ fn subtree_range(srn: &str) -> (String, String) {
     (format!("{srn}/"), format!("{srn}0"))
 }
 
+impl SqliteStore {
+    /// A read that may scan many rows, on the blocking pool.
+    fn read_blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.read(f))
+                .await
+                .map_err(|e| backend(format!("{what} task failed: {e}")))?
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn get<'a>(&'a self, ri: &'a str) -> StoreFuture<'a, Option<Resource>> {
         Box::pin(async move {
@@ -443,13 +459,8 @@ impl Store for SqliteStore {
     }
 
     fn discover<'a>(&'a self, q: &'a DiscoveryQuery) -> StoreFuture<'a, DiscoveryPage> {
-        let inner = self.inner.clone();
         let q = q.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.read(|c| discover(c, &q)))
-                .await
-                .map_err(|e| backend(format!("discovery task failed: {e}")))?
-        })
+        self.read_blocking("discovery", move |c| discover(c, &q))
     }
 
     fn children_of<'a>(&'a self, pis: &'a [String], limit_each: usize) -> StoreFuture<'a, Vec<Resource>> {
@@ -505,13 +516,8 @@ impl Store for SqliteStore {
     }
 
     fn decisions<'a>(&'a self, f: &'a DecisionFilter) -> StoreFuture<'a, Vec<Decision>> {
-        let inner = self.inner.clone();
         let f = f.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.read(|c| query_decisions(c, &f)))
-                .await
-                .map_err(|e| backend(format!("decision query failed: {e}")))?
-        })
+        self.read_blocking("decision query", move |c| query_decisions(c, &f))
     }
 
     fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<(Vec<u8>, String)>> {
