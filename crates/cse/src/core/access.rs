@@ -73,7 +73,7 @@ pub struct AccessCache {
     acps: RwLock<HashMap<String, Arc<AcpRules>>>,
     /// The subscriptions of a resource, their criteria parsed.
     subs: RwLock<HashMap<String, Arc<Vec<Subscribed>>>>,
-    /// Parents of CREATE requests (AEs and containers) by structured name, so that adding
+    /// Parents of CREATE requests (the CSEBase, AEs and containers) by structured name, so that adding
     /// instances to a container reads nothing: the store's readers lose their page cache at every
     /// commit. Only their attributes are used, never the counters the store changes on its own;
     /// an entry goes when its resource is updated or removed (with everything below it).
@@ -103,7 +103,7 @@ impl AccessCache {
     }
 
     pub(crate) fn remember_parent(&self, r: &Resource) {
-        if matches!(r.ty, ResourceType::Ae | ResourceType::Container) {
+        if matches!(r.ty, ResourceType::CseBase | ResourceType::Ae | ResourceType::Container) {
             let mut parents = self.parents.write();
             if parents.len() >= MAX_CACHED_PARENTS {
                 parents.clear();

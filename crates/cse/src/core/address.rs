@@ -78,11 +78,12 @@ impl Cse {
         Ok(Target::Resource(r))
     }
 
-    /// Like [`Cse::resolve`], for the target of a CREATE: a structured address of an AE or a
-    /// container is served from the parent cache (see [`crate::core::AccessCache`]).
+    /// Like [`Cse::resolve`], for the target of a CREATE: the CSEBase, and an AE or a container at
+    /// a structured address, are served from the parent cache (see [`crate::core::AccessCache`]).
     pub(crate) async fn resolve_parent(&self, to: &str) -> Result<Target, Error> {
         let path = self.cse_relative(to)?.trim_end_matches('/');
-        let structured = path.strip_prefix(self.cfg.cse_name.as_str()).is_some_and(|rest| rest.starts_with('/'));
+        let structured =
+            path.strip_prefix(self.cfg.cse_name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         if structured && let Some(r) = self.cache.parent(path) {
             return Ok(Target::Resource(r.as_ref().clone()));
         }

@@ -194,6 +194,10 @@ impl Cse {
             (Some(uri), None) => Some(format!("the certificate's AE-ID {uri} is not an AE-ID of this CSE")),
             _ => None,
         };
+        // A stem this CSE makes up now is new: no AE has it (the store's unique resource ID would
+        // refuse it all the same), so it is not looked for.
+        let generated =
+            matches!(orig.kind, Originator::Empty | Originator::NewC | Originator::NewS) && cert_ae.is_none();
         let stem = match &orig.kind {
             Originator::Empty | Originator::NewC | Originator::NewS if cert_ae.is_some() => match &cert_stem {
                 Some(s) => {
@@ -248,7 +252,11 @@ impl Cse {
         check_release_list("srv", attrs.get("srv")).map_err(bad)?;
         check_serializations(attrs.get("csz")).map_err(bad)?;
         check_poa(attrs.get("poa")).map_err(bad)?;
-        let existing = self.store.get(&stem).await.map_err(|e| AeRefusal::unlogged(store_error(e)))?;
+        let existing = if generated {
+            None
+        } else {
+            self.store.get(&stem).await.map_err(|e| AeRefusal::unlogged(store_error(e)))?
+        };
         if existing.is_some() {
             // Whoever asks, and with whichever credential: the AE-ID is taken.
             let e = Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {stem} is registered already"));

@@ -106,6 +106,25 @@ CREATE TABLE answers (key TEXT PRIMARY KEY, body BLOB NOT NULL, signature TEXT N
 CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
+/// The kept answers in the order they came, with their keys (SHA-256 digests, in no order) in an
+/// index of their own: an answer is about 2 KB, and a table ordered by digest put each new one on a
+/// page of its own choosing, so that with many App-IDs every admission of a new one read and wrote
+/// back a random page of a table larger than the cache.
+const MIGRATION_6: &str = "
+CREATE TABLE answers_in_order (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    signature TEXT NOT NULL
+);
+INSERT INTO answers_in_order (key, body, signature) SELECT key, body, signature FROM answers;
+DROP TABLE answers;
+ALTER TABLE answers_in_order RENAME TO answers;
+";
+
+/// The schema's versions, in order: version `n` is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: [&str; 6] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6];
+
 const DECISION_COLUMNS: &str =
     "seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode, stage, count";
 
@@ -201,7 +220,13 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
 }
 
 /// How often the WAL is copied into the database, off the writer thread.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long the WAL grows (in pages) before the writer copies what is left of it and lets it start
+/// over. Each time costs the writer a sync of the database file, during which nothing commits: the
+/// longer the WAL, the rarer that pause. Reads do not get slower with a long WAL that is copied
+/// all the time (a reader only looks among the frames not yet copied).
+const WAL_RESTART_PAGES: i64 = 16 * 1024;
 
 /// A WAL this many pages long is copied even if the writer has to wait: readers that never let a
 /// passive checkpoint finish must not make it grow without end.
@@ -258,9 +283,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
         // A thread of its own copies the WAL into the database all the time (PASSIVE: it never waits
         // for anyone), so the writer's own checkpoint, which lets the WAL start over when it has grown
-        // past 1000 pages, has little left to copy. (Without the writer's checkpoint the WAL would not
-        // start over under a steady load: there is always a frame the other thread has not copied
-        // yet, and a long WAL slows every read.)
+        // past `WAL_RESTART_PAGES`, has little left to copy. (Without the writer's checkpoint the WAL
+        // would not start over under a steady load: there is always a frame the other thread has
+        // not copied yet.)
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_RESTART_PAGES).map_err(backend)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
         import_decision_log(&conn, dir)?;
@@ -310,20 +336,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let v: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
     let v = v.unwrap_or(0);
-    if v < 1 {
-        conn.execute_batch(&format!("BEGIN; {MIGRATION_1} INSERT INTO schema_version VALUES (1); COMMIT;"))?;
-    }
-    if v < 2 {
-        conn.execute_batch(&format!("BEGIN; {MIGRATION_2} INSERT INTO schema_version VALUES (2); COMMIT;"))?;
-    }
-    if v < 3 {
-        conn.execute_batch(&format!("BEGIN; {MIGRATION_3} INSERT INTO schema_version VALUES (3); COMMIT;"))?;
-    }
-    if v < 4 {
-        conn.execute_batch(&format!("BEGIN; {MIGRATION_4} INSERT INTO schema_version VALUES (4); COMMIT;"))?;
-    }
-    if v < 5 {
-        conn.execute_batch(&format!("BEGIN; {MIGRATION_5} INSERT INTO schema_version VALUES (5); COMMIT;"))?;
+    for (n, m) in (1..).zip(MIGRATIONS).skip_while(|(n, _)| *n <= v) {
+        conn.execute_batch(&format!("BEGIN; {m} INSERT INTO schema_version VALUES ({n}); COMMIT;"))?;
     }
     Ok(())
 }
@@ -650,39 +664,60 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+type JobResult = Result<Option<TxOutcome>, StoreError>;
+
+fn run_job(c: &Connection, job: &Job) -> JobResult {
+    match job {
+        Job::Tx(tx, _) => apply_tx(c, tx).map(Some),
+        Job::Clear(_) => c.execute_batch("DELETE FROM resources").map_err(backend).map(|()| None),
+    }
+}
+
+fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop)
+}
+
 /// Applies a group of jobs in one SQLite transaction and answers each.
+///
+/// A job that fails must not undo the others. Jobs rarely fail, so the group first runs without
+/// savepoints (a savepoint copies every page a job changes); if a job fails, the whole group is
+/// rolled back and run again with each job in a savepoint of its own.
 fn run_group(conn: &mut Connection, batch: &mut Vec<Job>) {
-    let mut results: Vec<Result<Option<TxOutcome>, StoreError>> = Vec::with_capacity(batch.len());
-    let begun = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]));
-    if let Err(e) = begun {
-        for job in batch.drain(..) {
-            answer(job, Err(backend(&e)));
-        }
-        return;
-    }
-    for job in batch.iter() {
-        let r = match job {
-            Job::Tx(tx, _) => in_savepoint(conn, |c| apply_tx(c, tx)).map(Some),
-            Job::Clear(_) => {
-                in_savepoint(conn, |c| c.execute_batch("DELETE FROM resources").map_err(backend)).map(|()| None)
-            }
-        };
-        results.push(r);
-    }
-    if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
-        let _ = conn.execute_batch("ROLLBACK");
-        let e = backend(format!("commit failed: {e}"));
+    let begin = |conn: &Connection| exec(conn, "BEGIN IMMEDIATE");
+    let fail_all = |batch: &mut Vec<Job>, e: StoreError| {
         for job in batch.drain(..) {
             answer(job, Err(e.clone()));
         }
-        return;
+    };
+    if let Err(e) = begin(conn) {
+        return fail_all(batch, backend(e));
+    }
+    let mut results: Vec<JobResult> = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        match run_job(conn, job) {
+            Ok(r) => results.push(Ok(r)),
+            Err(_) => {
+                results.clear();
+                break;
+            }
+        }
+    }
+    if results.len() < batch.len() {
+        if let Err(e) = exec(conn, "ROLLBACK").and_then(|()| begin(conn)) {
+            return fail_all(batch, backend(e));
+        }
+        results.extend(batch.iter().map(|job| in_savepoint(conn, |c| run_job(c, job))));
+    }
+    if let Err(e) = exec(conn, "COMMIT") {
+        let _ = exec(conn, "ROLLBACK");
+        return fail_all(batch, backend(format!("commit failed: {e}")));
     }
     for (job, r) in batch.drain(..).zip(results) {
         answer(job, r);
     }
 }
 
-fn answer(job: Job, r: Result<Option<TxOutcome>, StoreError>) {
+fn answer(job: Job, r: JobResult) {
     match job {
         Job::Tx(_, reply) => {
             let _ = reply.send(r.map(Option::unwrap_or_default));
@@ -696,7 +731,7 @@ fn answer(job: Job, r: Result<Option<TxOutcome>, StoreError>) {
 /// Runs `f` in a savepoint of the group's transaction: undone alone if it fails. The savepoint
 /// statements are prepared once (a group runs thousands of them a second).
 fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    let run = |sql: &str| c.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(backend);
+    let run = |sql: &str| exec(c, sql).map_err(backend);
     run("SAVEPOINT tx")?;
     match f(c) {
         Ok(v) => {
@@ -1054,6 +1089,56 @@ fn delete(c: &Connection, ri: &str, out: &mut TxOutcome) -> Result<(), StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kept answers of a database of schema 5 (ordered by key) are there after the move to
+    /// schema 6 (in the order they came).
+    #[tokio::test]
+    async fn kept_answers_survive_the_move_to_their_own_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = open_connection(&dir.path().join("cse.db")).unwrap();
+            c.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)").unwrap();
+            for (n, m) in (1..).zip(&MIGRATIONS[..5]) {
+                c.execute_batch(&format!("{m} INSERT INTO schema_version VALUES ({n});")).unwrap();
+            }
+            c.execute("INSERT INTO answers VALUES ('k1', x'7b7d', 'sig1'), ('k0', x'5b5d', 'sig0')", []).unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        assert_eq!(store.answer("k1").await.unwrap(), Some((b"{}".to_vec(), "sig1".to_owned())));
+        assert_eq!(store.answer("k0").await.unwrap(), Some((b"[]".to_vec(), "sig0".to_owned())));
+        assert_eq!(store.answer("k2").await.unwrap(), None);
+    }
+
+    /// A group in which one transaction fails halfway: it is undone alone (its first write too),
+    /// the others are committed, and each is answered with its own result.
+    #[test]
+    fn a_failing_transaction_in_a_group_fails_alone() {
+        use super::super::suite::res;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("cse.db")).unwrap();
+        migrate(&conn).unwrap();
+        let ae = |ri: &str, rn: &str| {
+            Write::Create(res(ResourceType::Ae, ri, "", &format!("cse-in/{rn}"), serde_json::json!({})))
+        };
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for writes in [vec![ae("C1", "a")], vec![ae("C2", "b"), ae("C3", "a")], vec![ae("C4", "c")]] {
+            let (tx, rx) = oneshot::channel();
+            batch.push(Job::Tx(prepare(Tx { writes }).unwrap(), tx));
+            replies.push(rx);
+        }
+        run_group(&mut conn, &mut batch);
+        let got: Vec<_> = replies.into_iter().map(|mut rx| rx.try_recv().unwrap().map(drop)).collect();
+        assert_eq!(got, vec![Ok(()), Err(StoreError::DuplicateName("a".into())), Ok(())]);
+        let ris: Vec<String> = conn
+            .prepare("SELECT ri FROM resources ORDER BY ri")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ris, ["C1", "C4"]);
+    }
 
     #[tokio::test]
     async fn sqlite_passes_the_store_suite() {

@@ -244,6 +244,34 @@ pub(crate) async fn run(s: &dyn Store) {
     assert_eq!((c.get_u64("cni"), c.get_u64("cbs")), (Some(200), Some(400)));
     assert_eq!(s.get_many(&["c2-0".into(), "c2-199".into(), "nope".into()]).await.unwrap().len(), 2);
 
+    // Failing transactions among concurrent ones, which the writer may commit together: each fails
+    // alone and leaves nothing behind (not even its writes before the one that failed); the others
+    // all land.
+    let instance = |ri: String, name: String| {
+        let mut r = cin(0, "xy");
+        r.attrs.insert("ri".into(), json!(ri));
+        r.attrs.insert("pi".into(), json!("cnt2"));
+        r.srn = format!("cse-in/ae2/cnt2/{name}");
+        r
+    };
+    let writes = (0..100u32).map(|n| {
+        let mut tx = Tx::one(Write::CreateInstance(instance(format!("c3-{n}"), format!("d{n}"))));
+        if n % 4 == 1 {
+            tx.writes.push(Write::CreateInstance(instance(format!("c3-{n}-dup"), "c0".into())));
+        }
+        s.apply(tx)
+    });
+    for (n, r) in futures_util::future::join_all(writes).await.into_iter().enumerate() {
+        if n % 4 == 1 {
+            assert!(matches!(r, Err(StoreError::DuplicateName(_))), "#{n}: {r:?}");
+            assert!(s.get(&format!("c3-{n}")).await.unwrap().is_none(), "#{n} undone");
+        } else {
+            r.unwrap();
+        }
+    }
+    let c = s.get("cnt2").await.unwrap().unwrap();
+    assert_eq!((c.get_u64("cni"), c.get_u64("cbs")), (Some(275), Some(550)));
+
     admission_records(s).await;
 
     s.clear().await.unwrap();
