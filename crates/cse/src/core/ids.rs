@@ -7,22 +7,51 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 /// `n` random alphanumerics from the OS's generator (62^10 ≈ 8·10^17 values for n = 10).
 pub(crate) fn random_alnum(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    // The OS generator does not fail on the platforms we run on; if it ever did, fall back to a
-    // time-seeded mix rather than refusing the request (IDs need uniqueness, not secrecy, and the
-    // store refuses duplicates anyway).
-    if getrandom::fill(&mut bytes).is_err() {
-        let mut x = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9_7f4a_7c15);
-        for b in &mut bytes {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-    }
+    random_bytes(&mut bytes);
     bytes.iter().map(|b| ALPHABET[(*b as usize) % 62] as char).collect()
+}
+
+/// Random bytes kept per thread, so that making an ID is not a system call each time.
+struct Pool {
+    bytes: [u8; 256],
+    used: usize,
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = const { std::cell::RefCell::new(Pool { bytes: [0; 256], used: 256 }) };
+}
+
+/// Fills `out` from the thread's pool, which the OS generator refills 256 bytes at a time.
+fn random_bytes(out: &mut [u8]) {
+    POOL.with_borrow_mut(|pool| {
+        for b in out {
+            if pool.used == pool.bytes.len() {
+                refill(&mut pool.bytes);
+                pool.used = 0;
+            }
+            *b = pool.bytes[pool.used];
+            pool.used += 1;
+        }
+    });
+}
+
+/// The OS generator does not fail on the platforms we run on; if it ever did, a time-seeded mix
+/// stands in rather than refusing the request (IDs need uniqueness, not secrecy, and the store
+/// refuses duplicates anyway).
+fn refill(bytes: &mut [u8]) {
+    if getrandom::fill(bytes).is_ok() {
+        return;
+    }
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    for b in bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
 }
 
 /// A new resource ID for a resource of type `ty`, created at `now`: its short name, the time in
@@ -68,5 +97,12 @@ mod tests {
         assert!(new_stem('S', Timestamp::from_micros(now.micros() + 1))[1..11] > stem[1..11]);
         assert!(onem2m::AeIdStem::parse(&stem).is_ok(), "{stem} is a valid stem");
         assert_ne!(random_alnum(10), random_alnum(10));
+    }
+
+    /// The pool is refilled as it runs out (10,000 bytes here): no run of IDs repeats.
+    #[test]
+    fn random_ids_stay_random_across_refills() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| random_alnum(10)).collect();
+        assert_eq!(ids.len(), 1000);
     }
 }

@@ -1,9 +1,8 @@
 //! The embedded backend: SQLite (bundled) in WAL mode.
 //!
 //! One writer thread owns the write connection and applies transactions in arrival order. It takes
-//! every transaction waiting in its queue into one SQLite transaction (group commit), each inside
-//! its own savepoint so that one failing transaction does not undo the others, and answers them all
-//! after the commit. With `synchronous=NORMAL` a commit is in the WAL before it is acknowledged, so
+//! every transaction waiting in its queue into one SQLite transaction (group commit), and answers
+//! them all after the commit; one failing transaction does not undo the others (see `run_group`). With `synchronous=NORMAL` a commit is in the WAL before it is acknowledged, so
 //! it survives a crash of the process; `Durability::Full` also survives a power loss.
 //!
 //! Reads run on a small pool of read connections. Point reads are short and run on the caller's
