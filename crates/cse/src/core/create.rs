@@ -387,7 +387,7 @@ impl Cse {
             let inner = &inner;
             async move {
                 // Members are resolved and checked like any request of this originator.
-                let resp = Box::pin(self.handle(r, inner)).await;
+                let resp = self.handle(r, inner).await;
                 json!({
                     "rsc": resp.rsc.code(),
                     "rqi": resp.rqi,

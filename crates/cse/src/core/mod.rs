@@ -338,10 +338,14 @@ impl Cse {
     }
 
     /// Processes one request. Never fails: every error is a response with its code and a reason.
+    ///
+    /// The processing's future is boxed: it holds the state of every operation, and unboxed it
+    /// would be copied with every future that awaits this one (a binding's handler, the router's
+    /// layers), and a fan-out, which handles its members' requests, would contain itself.
     pub async fn handle(&self, req: Request, ctx: &Ctx) -> Response {
         let rqi = req.rqi.clone();
         let rvi = req.rvi.clone();
-        let mut resp = match self.process(req, ctx).await {
+        let mut resp = match Box::pin(self.process(req, ctx)).await {
             Ok(r) => r,
             Err(e) => Response::error(rqi.clone(), &e),
         };

@@ -194,11 +194,9 @@ impl Cse {
             (Some(uri), None) => Some(format!("the certificate's AE-ID {uri} is not an AE-ID of this CSE")),
             _ => None,
         };
-        // A stem this CSE makes up now is new: no AE has it (the store's unique resource ID would
-        // refuse it all the same), so it is not looked for.
-        let generated =
-            matches!(orig.kind, Originator::Empty | Originator::NewC | Originator::NewS) && cert_ae.is_none();
-        let stem = match &orig.kind {
+        // With it, whether this CSE made the stem up now: such a stem is new (no AE has it, and the
+        // store's unique resource ID would refuse it all the same), so it is not looked for.
+        let (stem, generated) = match &orig.kind {
             Originator::Empty | Originator::NewC | Originator::NewS if cert_ae.is_some() => match &cert_stem {
                 Some(s) => {
                     let wanted = match orig.kind {
@@ -209,13 +207,13 @@ impl Cse {
                     if wanted.is_some_and(|k| !s.starts_with(k)) {
                         claim = Some(format!("the certificate's AE-ID {s} is of the other kind"));
                     }
-                    s.clone()
+                    (s.clone(), false)
                 }
                 // Refused below; the certificate's claim names the AE in the decision log.
-                None => cert_ae.unwrap_or_default().to_owned(),
+                None => (cert_ae.unwrap_or_default().to_owned(), false),
             },
-            Originator::Empty | Originator::NewC => ids::new_stem('C', now),
-            Originator::NewS => ids::new_stem('S', now),
+            Originator::Empty | Originator::NewC => (ids::new_stem('C', now), true),
+            Originator::NewS => (ids::new_stem('S', now), true),
             Originator::Ae(ae) => {
                 let s = self.local_ae_stem(ae).ok_or_else(|| {
                     let e = Error::new(Rsc::SecurityAssociationRequired, "the originator is an AE-ID of another CSE");
@@ -224,7 +222,7 @@ impl Cse {
                 if let Some(c) = cert_stem.as_ref().filter(|c| *c != &s) {
                     claim = Some(format!("the originator is not {c}, the AE-ID in the client certificate"));
                 }
-                s
+                (s, false)
             }
             Originator::Cse { .. } => {
                 let e = Error::new(

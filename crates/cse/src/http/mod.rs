@@ -330,9 +330,7 @@ async fn onem2m(State(app): State<Arc<App>>, req: http::Request<Body>) -> axum::
         }
     }
     let (op, created) = (req.op, req.ty);
-    // The core's future is large (every operation's state); boxed, it is not copied with this one
-    // through the router's layers.
-    let (resp, target) = telemetry::with_target_type(Box::pin(app.cse.handle(req, &ctx))).await;
+    let (resp, target) = telemetry::with_target_type(app.cse.handle(req, &ctx)).await;
     let ty = if op == Operation::Create { created } else { target };
     telemetry::request(Some(op), ty, resp.rsc, start.elapsed());
     let (status, headers, body) = mapping::from_primitive(&resp, echo.format, echo.vsi.as_deref());

@@ -2,8 +2,9 @@
 //!
 //! One writer thread owns the write connection and applies transactions in arrival order. It takes
 //! every transaction waiting in its queue into one SQLite transaction (group commit), and answers
-//! them all after the commit; one failing transaction does not undo the others (see `run_group`). With `synchronous=NORMAL` a commit is in the WAL before it is acknowledged, so
-//! it survives a crash of the process; `Durability::Full` also survives a power loss.
+//! them all after the commit; one failing transaction does not undo the others (see `run_group`).
+//! With `synchronous=NORMAL` a commit is in the WAL before it is acknowledged, so it survives a
+//! crash of the process; `Durability::Full` also survives a power loss.
 //!
 //! Reads run on a small pool of read connections. Point reads are short and run on the caller's
 //! task; discovery, which may scan many rows, runs on the blocking pool.
@@ -676,6 +677,13 @@ fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
     c.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop)
 }
 
+/// Ends the open transaction, if there is one: after some failures (a full disk, an I/O error)
+/// SQLite has rolled it back already, and a second ROLLBACK would fail in place of the error that
+/// caused it.
+fn rollback(c: &Connection) -> rusqlite::Result<()> {
+    if c.is_autocommit() { Ok(()) } else { exec(c, "ROLLBACK") }
+}
+
 /// Applies a group of jobs in one SQLite transaction and answers each.
 ///
 /// A job that fails must not undo the others. Jobs rarely fail, so the group first runs without
@@ -702,13 +710,13 @@ fn run_group(conn: &mut Connection, batch: &mut Vec<Job>) {
         }
     }
     if results.len() < batch.len() {
-        if let Err(e) = exec(conn, "ROLLBACK").and_then(|()| begin(conn)) {
+        if let Err(e) = rollback(conn).and_then(|()| begin(conn)) {
             return fail_all(batch, backend(e));
         }
         results.extend(batch.iter().map(|job| in_savepoint(conn, |c| run_job(c, job))));
     }
     if let Err(e) = exec(conn, "COMMIT") {
-        let _ = exec(conn, "ROLLBACK");
+        let _ = rollback(conn);
         return fail_all(batch, backend(format!("commit failed: {e}")));
     }
     for (job, r) in batch.drain(..).zip(results) {
