@@ -449,7 +449,8 @@ pub(crate) fn profile(app_id: &str) -> serde_json::Value {
 
 #[test]
 fn lines_are_awaited_in_order_on_either_stream_and_sigterm_gives_the_exit_status() {
-    let script = "echo one; echo two >&2; echo three; trap 'exit 3' TERM; while :; do sleep 0.05; done";
+    // The trap comes first: "three" is awaited before SIGTERM, so the shell has set it by then.
+    let script = "trap 'exit 3' TERM; echo one; echo two >&2; echo three; while :; do sleep 0.05; done";
     let mut p = Process::start(clean(&mut Command::new("sh")).args(["-c", script]));
     assert_eq!(p.wait_line(Stream::Stderr, |l| l.starts_with('t')), "two");
     assert_eq!(p.wait_line(Stream::Stdout, |l| l.starts_with('t')), "three");
