@@ -30,29 +30,34 @@ pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Resolves when the process gets SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves when the process gets SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that comes right after a ready line is
+/// printed must stop the process cleanly, not kill it.
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        signal(SignalKind::interrupt()).and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+    };
+    async move {
+        #[cfg(unix)]
+        match handlers {
+            Ok((mut int, mut term)) => {
                 tokio::select! {
-                    _ = ctrl_c => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
             }
             Err(_) => {
-                let _ = ctrl_c.await;
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutting down");
 }
 
 /// The data directory when neither `--data` nor a config file names one (DESIGN.md §3).

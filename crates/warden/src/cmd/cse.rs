@@ -401,9 +401,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let run = config(&args)?;
             let stop = CancellationToken::new();
-            let s = stop.clone();
+            let (s, signal) = (stop.clone(), shutdown_signal());
             tokio::spawn(async move {
-                shutdown_signal().await;
+                signal.await;
                 s.cancel();
             });
             serve(run, stop).await

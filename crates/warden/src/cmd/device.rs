@@ -256,8 +256,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         let floor = Duration::from_secs_f64(60.0 * names.len() as f64 / f64::from(rpm));
         period = period.max(floor);
     }
-    println!("sending every {period:?} (Ctrl-C to stop)");
     let stop = shutdown_signal();
+    println!("sending every {period:?} (Ctrl-C to stop)");
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(period);
     let mut n = 0u64;

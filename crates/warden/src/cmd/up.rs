@@ -147,9 +147,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", args.data.display())))?;
     let stop = CancellationToken::new();
-    let s = stop.clone();
+    let (s, signal) = (stop.clone(), shutdown_signal());
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         s.cancel();
     });
 

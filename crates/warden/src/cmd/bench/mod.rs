@@ -409,9 +409,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let json = config.json;
     let cancel = CancellationToken::new();
     let on_signal = tokio::spawn({
-        let cancel = cancel.clone();
+        let (cancel, signal) = (cancel.clone(), crate::common::shutdown_signal());
         async move {
-            crate::common::shutdown_signal().await;
+            signal.await;
             cancel.cancel();
         }
     });
