@@ -222,24 +222,40 @@ fn prepare(tx: Tx) -> Result<Vec<Prepared>, StoreError> {
 /// How often the WAL is copied into the database, off the writer thread.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// How long the WAL grows (in pages) before the writer copies what is left of it and lets it start
-/// over. Each time costs the writer a sync of the database file, during which nothing commits: the
-/// longer the WAL, the rarer that pause. Reads do not get slower with a long WAL that is copied
-/// all the time (a reader only looks among the frames not yet copied).
+/// How long the WAL grows (in pages) before the checkpoint thread has it start over. Starting over
+/// holds the writer back for a moment (the last frames are copied and both files synced while no
+/// one commits): the longer the WAL, the rarer that pause. Reads do not get slower with a long WAL
+/// that is copied all the time (a reader only looks among the frames not yet copied).
 const WAL_RESTART_PAGES: i64 = 16 * 1024;
 
-/// A WAL this many pages long is copied even if the writer has to wait: readers that never let a
-/// passive checkpoint finish must not make it grow without end.
-const WAL_PAGES_MAX: i64 = 64 * 1024;
+/// What the WAL file is cut back to when it starts over, if it grew longer: above what it reaches
+/// between two restarts (a page is 4 KB plus a 24-byte frame header), so that it is not cut and
+/// grown again every time (each cut frees, and on some disks discards, its blocks while the writer
+/// waits).
+const WAL_SIZE_LIMIT: i64 = 2 * WAL_RESTART_PAGES * (4096 + 24);
 
-/// Copies what it can of the WAL into the database without waiting; when the WAL has grown past
-/// `max_pages` all the same, waits for the readers and has the writer start it over.
-fn checkpoint(c: &Connection, max_pages: i64) -> rusqlite::Result<()> {
+/// Copies what it can of the WAL into the database without waiting. When the WAL has grown past
+/// `restart_pages`, it then takes the writer's lock, copies the few frames committed meanwhile,
+/// syncs, and waits for the readers of old frames, so that the writer's next transaction starts
+/// the WAL over. The writer never checkpoints itself: its commits never wait for a sync.
+fn checkpoint(c: &Connection, restart_pages: i64) -> rusqlite::Result<()> {
     let (_busy, log): (i64, i64) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if log > max_pages {
+    if log > restart_pages {
         c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
     }
     Ok(())
+}
+
+/// How many times a busy connection retries, [`BUSY_SLEEP`] apart, before it gives up (5 s).
+const BUSY_RETRIES: i32 = 25_000;
+const BUSY_SLEEP: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Waits a short moment and tries again, for up to 5 s. (SQLite's own busy timeout sleeps 1, 2,
+/// 5, 10 ms and longer between tries: a writer held back for 3 ms by a restart of the WAL would
+/// wait 8.)
+fn busy(retries: i32) -> bool {
+    std::thread::sleep(BUSY_SLEEP);
+    retries < BUSY_RETRIES
 }
 
 struct Inner {
@@ -259,8 +275,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut conn = Connection::open(path)?;
+    conn.busy_handler(Some(busy))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB
@@ -281,13 +297,9 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
-        // A thread of its own copies the WAL into the database all the time (PASSIVE: it never waits
-        // for anyone), so the writer's own checkpoint, which lets the WAL start over when it has grown
-        // past `WAL_RESTART_PAGES`, has little left to copy. (Without the writer's checkpoint the WAL
-        // would not start over under a steady load: there is always a frame the other thread has
-        // not copied yet.)
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_RESTART_PAGES).map_err(backend)?;
-        conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(backend)?;
+        // Only the checkpoint thread checkpoints (see `checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
         import_decision_log(&conn, dir)?;
         let checkpointer = open_connection(&path).map_err(backend)?;
@@ -301,11 +313,10 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("cse-store-checkpoint".into())
             .spawn(move || {
-                // Until the store is dropped: copy committed pages into the database (PASSIVE never
-                // waits for readers or the writer).
+                // Until the store is dropped: copy committed pages into the database.
                 while alive.strong_count() > 0 {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(e) = checkpoint(&checkpointer, WAL_PAGES_MAX) {
+                    if let Err(e) = checkpoint(&checkpointer, WAL_RESTART_PAGES) {
                         tracing::warn!(error = %e, "checkpoint failed");
                     }
                 }
@@ -1175,7 +1186,7 @@ mod tests {
         let wal_frames = |c: &Connection| -> i64 {
             c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)).unwrap()
         };
-        checkpoint(&other, WAL_PAGES_MAX).unwrap();
+        checkpoint(&other, WAL_RESTART_PAGES).unwrap();
         assert!(db_size() > before + 100 * 4096, "the pages were copied: {before} -> {}", db_size());
         // Past the limit (here: any WAL) it also waits for readers, and there are none: it returns,
         // and the next write starts the WAL over.
