@@ -246,11 +246,12 @@ fn checkpoint(c: &Connection, restart_pages: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// How many times a busy connection retries, [`BUSY_SLEEP`] apart, before it gives up (5 s).
-const BUSY_RETRIES: i32 = 25_000;
+/// How long a busy connection keeps trying, [`BUSY_SLEEP`] apart, before it gives up.
+const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 const BUSY_SLEEP: std::time::Duration = std::time::Duration::from_micros(200);
+const BUSY_RETRIES: i32 = (BUSY_FOR.as_micros() / BUSY_SLEEP.as_micros()) as i32;
 
-/// Waits a short moment and tries again, for up to 5 s. (SQLite's own busy timeout sleeps 1, 2,
+/// Waits a short moment and tries again, for up to [`BUSY_FOR`]. (SQLite's own busy timeout sleeps 1, 2,
 /// 5, 10 ms and longer between tries: a writer held back for 3 ms by a restart of the WAL would
 /// wait 8.)
 fn busy(retries: i32) -> bool {
