@@ -158,8 +158,9 @@ pub struct ContainerLimits {
 /// An admitted AE.
 #[derive(Debug)]
 struct AeState {
-    stem: String,
-    srn: String,
+    /// Shared with the keys of [`Admission::aes`] and [`Admission::by_srn`] (one allocation each).
+    stem: Arc<str>,
+    srn: Arc<str>,
     app_id: AppId,
     credential: Option<String>,
     record: Option<Arc<Record>>,
@@ -171,8 +172,17 @@ struct AeState {
     /// Restored at start: its App-ID's status is confirmed once the CSE caught up with the feed.
     restored: bool,
     /// Refused after all when it was checked again.
-    rejected: Option<Rejection>,
-    shown: Shown,
+    rejected: Option<Box<Rejection>>,
+    /// What the transport showed, kept only while the AE waits to be decided on again
+    /// (`unverified`): nothing else reads it, and an admitted AE costs memory for as long as it lives.
+    shown: Option<Box<Shown>>,
+}
+
+impl AeState {
+    /// `shown` as [`AeState::shown`] keeps it: only for an AE admitted unverified.
+    fn kept(unverified: bool, shown: &Shown) -> Option<Box<Shown>> {
+        unverified.then(|| Box::new(shown.clone()))
+    }
 }
 
 /// What the registration's client certificate proved (the owned form of [`Certificate`]).
@@ -213,12 +223,12 @@ pub struct Admission {
     profiles: Arc<Profiles>,
     log: DecisionLog,
     refusals: RefusalLog,
-    aes: RwLock<HashMap<String, Arc<AeState>>>,
+    aes: RwLock<HashMap<Arc<str>, Arc<AeState>>>,
     /// The same AEs by structured name, for the privacy check of their resources.
-    by_srn: RwLock<HashMap<String, Arc<AeState>>>,
+    by_srn: RwLock<HashMap<Arc<str>, Arc<AeState>>>,
     /// The AEs bound to each credential: a device certificate may serve several AEs of its App-ID
     /// (TS-0003 §8.2.1, "a list of allowed AE-IDs"), and speaks only for them.
-    credentials: RwLock<HashMap<String, HashSet<String>>>,
+    credentials: RwLock<HashMap<String, HashSet<Arc<str>>>>,
     schemas: Mutex<HashMap<(String, u64, String), Arc<jsonschema::Validator>>>,
     on_reject: Mutex<Option<AeHook>>,
 }
@@ -571,8 +581,8 @@ impl Admission {
         }
         let record = grant.answer.as_ref().and_then(|a| a.record.clone());
         self.activate(AeState {
-            stem: reg.stem.to_owned(),
-            srn: grant.srn.clone(),
+            stem: reg.stem.into(),
+            srn: grant.srn.as_str().into(),
             app_id: grant.app_id.clone(),
             credential: grant.credential.clone(),
             limiter: limiter(record.as_deref()),
@@ -582,7 +592,7 @@ impl Admission {
             unverified: grant.unverified,
             restored: false,
             rejected: None,
-            shown: grant.shown.clone(),
+            shown: AeState::kept(grant.unverified, &grant.shown),
         });
     }
 
@@ -607,9 +617,9 @@ impl Admission {
         self.profiles.watch(&state.app_id);
         let state = Arc::new(state);
         if !state.srn.is_empty() {
-            self.by_srn.write().insert(state.srn.clone(), state.clone());
+            self.by_srn.write().insert(Arc::clone(&state.srn), state.clone());
         }
-        aes.insert(state.stem.clone(), state);
+        aes.insert(Arc::clone(&state.stem), state);
         true
     }
 
@@ -657,28 +667,32 @@ impl Admission {
             self.profiles.learn_roots(&app_id, a.record.as_deref());
         }
         let record = answer.and_then(|a| a.record.clone());
-        let full_ae_ids = meta
-            .get("fullAeIds")
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default();
+        let unverified = meta.get("unverified").and_then(Value::as_bool).unwrap_or(false);
+        let shown = unverified.then(|| {
+            let full_ae_ids = meta
+                .get("fullAeIds")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            Box::new(Shown {
+                root_sha256: text("root"),
+                binding: text("binding").unwrap_or_else(|| "http".into()),
+                full_ae_ids,
+            })
+        });
         self.activate(AeState {
-            stem: ae.ri().to_owned(),
-            srn: ae.srn.clone(),
+            stem: ae.ri().into(),
+            srn: ae.srn.as_str().into(),
             app_id,
             credential: text("credential"),
             limiter: limiter(record.as_deref()),
             record,
             acp: text("acp"),
             enforced: meta.get("enforced").and_then(Value::as_bool).unwrap_or(true),
-            unverified: meta.get("unverified").and_then(Value::as_bool).unwrap_or(false),
+            unverified,
             restored: true,
             rejected: None,
-            shown: Shown {
-                root_sha256: text("root"),
-                binding: text("binding").unwrap_or_else(|| "http".into()),
-                full_ae_ids,
-            },
+            shown,
         });
     }
 
@@ -700,7 +714,7 @@ impl Admission {
 
     /// The AE-IDs admitted under an App-ID.
     pub fn aes_of(&self, app_id: &AppId) -> Vec<String> {
-        self.aes.read().iter().filter(|(_, s)| &s.app_id == app_id).map(|(k, _)| k.clone()).collect()
+        self.aes.read().iter().filter(|(_, s)| &s.app_id == app_id).map(|(k, _)| k.to_string()).collect()
     }
 
     /// Checks a request of originator `orig` (DESIGN.md §7, after admission): the certificate, the
@@ -736,7 +750,7 @@ impl Admission {
                 credential_bound = true;
                 if !bound.contains(orig) {
                     bound_enforced = bound.iter().any(|a| aes.get(a).is_none_or(|s| s.enforced));
-                    let mut named: Vec<&str> = bound.iter().take(3).map(String::as_str).collect();
+                    let mut named: Vec<&str> = bound.iter().take(3).map(|a| &**a).collect();
                     named.sort_unstable();
                     let more = bound.len() - named.len();
                     let also = if more > 0 { format!(" and {more} more") } else { String::new() };
@@ -892,7 +906,7 @@ impl Admission {
             return true;
         }
         let Some(state) = self.by_srn.read().get(ae_srn(srn)).cloned() else { return true };
-        if !state.enforced || orig == state.stem {
+        if !state.enforced || orig == &*state.stem {
             return true;
         }
         let Some(record) = &state.record else { return true };
@@ -1041,9 +1055,10 @@ impl Admission {
                 format!("the App-ID {} is not registered", s.app_id),
             )),
             Some(record) => {
-                let cert = s.shown.root_sha256.as_deref().map_or(Certificate::None, Certificate::Verified);
-                let ev =
-                    Evidence { cert, ae_id: &s.stem, full_ae_ids: &s.shown.full_ae_ids, binding: &s.shown.binding };
+                let none = Shown::default();
+                let shown = s.shown.as_deref().unwrap_or(&none);
+                let cert = shown.root_sha256.as_deref().map_or(Certificate::None, Certificate::Verified);
+                let ev = Evidence { cert, ae_id: &s.stem, full_ae_ids: &shown.full_ae_ids, binding: &shown.binding };
                 judge(&self.policy, record, &ev)
             }
         };
@@ -1056,7 +1071,7 @@ impl Admission {
         self.record(Decision {
             seq: 0,
             at: now.to_string(),
-            ae_id: s.stem.clone(),
+            ae_id: s.stem.to_string(),
             app_id: s.app_id.to_string(),
             profile_version: record.as_ref().map(|r| r.version),
             outcome: outcome.to_owned(),
@@ -1069,11 +1084,11 @@ impl Admission {
             count: 1,
         })
         .await;
-        let rejected = verdict.err().filter(|_| s.enforced);
+        let rejected = verdict.err().filter(|_| s.enforced).map(Box::new);
         let delete = rejected.is_some() && self.policy.admission.on_revoke == OnRevoke::Delete;
         let settled = AeState {
-            stem: s.stem.clone(),
-            srn: s.srn.clone(),
+            stem: Arc::clone(&s.stem),
+            srn: Arc::clone(&s.srn),
             app_id: s.app_id.clone(),
             credential: s.credential.clone(),
             limiter: limiter(record.as_deref()),
@@ -1083,13 +1098,13 @@ impl Admission {
             unverified: false,
             restored: s.restored,
             rejected,
-            shown: s.shown.clone(),
+            shown: None,
         };
         if !self.activate_if(Some(s), settled) {
             return;
         }
         if delete && let Some(f) = self.on_reject.lock().as_ref() {
-            f(s.stem.clone());
+            f(s.stem.to_string());
         }
     }
 }
@@ -1098,4 +1113,18 @@ impl Admission {
 fn limiter(record: Option<&Record>) -> Option<Mutex<Bucket>> {
     let rpm = f64::from(record?.communications.max_requests_per_minute?.max(1));
     Some(Mutex::new(Bucket::new(rpm, rpm / 60.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every admitted AE keeps an `AeState` for as long as it lives: a million devices hold a
+    /// million of them. What only some AEs need (a later rejection, what the transport showed to an
+    /// AE admitted unverified) is boxed.
+    #[test]
+    fn an_admitted_aes_state_stays_small() {
+        let size = size_of::<AeState>();
+        assert!(size <= 192, "AeState is {size} bytes");
+    }
 }

@@ -60,6 +60,14 @@ pub(crate) fn rcn(req: &Request, default: ResultContent, allowed: &[ResultConten
     }
 }
 
+/// The answer to a CREATE that stored `res`: 2001, its address and the result content asked for.
+fn created_response(req: &Request, res: &Resource, rcn: ResultContent, requested: &Map<String, Value>) -> Response {
+    let mut resp = Response::new(Rsc::Created, &req.rqi);
+    resp.location = Some(address(res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
+    resp.pc = result_content(res, rcn, req.drt, Some(requested));
+    resp
+}
+
 /// True for the resource types a client may create here (every type Warden hosts but the CSEBase).
 fn hosted(ty: ResourceType) -> bool {
     type_policies(ty).is_some() && ty != ResourceType::CseBase
@@ -154,18 +162,20 @@ impl Cse {
             event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
         let pending = self.pending(&parent, created).await;
         self.before(dl)?;
-        let write = if instance { Write::CreateInstance(res.clone()) } else { Write::Create(res.clone()) };
+        // The answer is made before the resource goes to the store, which takes it; only a
+        // notification needs it after that.
+        let resp = created_response(req, &res, rcn, &requested);
+        let rep = (!pending.is_empty()).then(|| res.clone());
+        let write = if instance { Write::CreateInstance(res) } else { Write::Create(res) };
         let mut tx = Tx::one(write);
         tx.writes.extend(pending.writes());
         let out = self.store.apply(tx).await.map_err(store_error)?;
         if ty == ResourceType::Subscription {
             self.cache.forget_subs(parent.ri());
         }
-        self.deliver(pending, &res, None, &out).await;
-
-        let mut resp = Response::new(Rsc::Created, &req.rqi);
-        resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
-        resp.pc = result_content(&res, rcn, req.drt, Some(&requested));
+        if let Some(rep) = &rep {
+            self.deliver(pending, rep, None, &out).await;
+        }
         Ok(resp)
     }
 
@@ -235,21 +245,24 @@ impl Cse {
     ) -> Result<Response, AeRefusal> {
         use crate::admission::policy::Reason;
         let super::types::NewAe { res, acp, grant, app_id } = new;
-        let refuse = |reason: Reason, e: Error| AeRefusal::new(reason, res.ri(), app_id.as_str(), e);
+        let stem = res.ri().to_owned();
+        let refuse = |reason: Reason, e: Error| AeRefusal::new(reason, &stem, app_id.as_str(), e);
         let created =
             event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
         let pending = self.pending(parent, created).await;
         // The registry lookup may have been slow; nothing is written once the request expired.
         self.before(dl).map_err(|e| refuse(Reason::RequestExpired, e))?;
-        let mut tx = Tx::one(Write::Create(res.clone()));
-        if let Some(acp) = &acp {
-            tx.writes.push(Write::Create(acp.clone()));
-        }
+        // As in `create`: the answer first, then the store takes the resources.
+        let resp = created_response(req, &res, rcn, requested);
+        let rep = (!pending.is_empty()).then(|| res.clone());
+        let acp_ri = acp.as_ref().map(|a| a.ri().to_owned());
+        let mut tx = Tx::one(Write::Create(res));
+        tx.writes.extend(acp.map(Write::Create));
         tx.writes.extend(pending.writes());
         // The admission is logged, and the answer it was made on kept, with the AE: both or neither.
-        let full_ae_ids = self.full_ae_ids(res.ri());
+        let full_ae_ids = self.full_ae_ids(&stem);
         let reg = crate::admission::Registration {
-            stem: res.ri(),
+            stem: &stem,
             full_ae_ids: &full_ae_ids,
             app_id: &app_id,
             sa: ctx.sa.as_ref(),
@@ -266,18 +279,17 @@ impl Cse {
         let out = self.store.apply(tx).await.map_err(|e| match e {
             StoreError::DuplicateRi(_) => refuse(
                 Reason::AlreadyRegistered,
-                Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {} is registered already", res.ri())),
+                Error::new(Rsc::OriginatorHasAlreadyRegistered, format!("the AE {stem} is registered already")),
             ),
             e @ StoreError::DuplicateName(_) => refuse(Reason::NameTaken, store_error(e)),
             e => AeRefusal::unlogged(store_error(e)),
         })?;
         if let Some((a, g)) = admitted {
-            a.admitted(&reg, g, acp.as_ref().map(Resource::ri), &out).await;
+            a.admitted(&reg, g, acp_ri.as_deref(), &out).await;
         }
-        self.deliver(pending, &res, None, &out).await;
-        let mut resp = Response::new(Rsc::Created, &req.rqi);
-        resp.location = Some(address(&res, req.drt.unwrap_or(DesiredIdResultType::Structured)));
-        resp.pc = result_content(&res, rcn, req.drt, Some(requested));
+        if let Some(rep) = &rep {
+            self.deliver(pending, rep, None, &out).await;
+        }
         Ok(resp)
     }
 

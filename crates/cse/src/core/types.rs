@@ -277,7 +277,10 @@ impl Cse {
         {
             let ts = Value::String(now.to_string());
             let ri = ids::new_ri(ResourceType::AccessControlPolicy, now);
-            let mut attrs = rules.as_object().cloned().unwrap_or_default();
+            let mut attrs = match rules {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
             for (k, v) in [
                 ("ri", json!(ri)),
                 ("rn", json!("acpPrivacy")),

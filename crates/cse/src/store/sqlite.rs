@@ -125,8 +125,14 @@ ALTER TABLE answers_in_order RENAME TO answers;
 /// The schema's versions, in order: version `n` is `MIGRATIONS[n - 1]`.
 const MIGRATIONS: [&str; 6] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6];
 
-const DECISION_COLUMNS: &str =
-    "seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode, stage, count";
+/// The decision log's columns, as a macro so that the insert's SQL is one literal (no string is
+/// built per decision).
+macro_rules! decision_columns {
+    () => {
+        "seq, at, ae_id, app_id, profile_version, outcome, rsc, reason, rule, message, mode, stage, count"
+    };
+}
+const DECISION_COLUMNS: &str = decision_columns!();
 
 const COLUMNS: &str = "ty, srn, creator, lt, st, cni, cbs, attrs, meta";
 /// The largest group of transactions committed together.
@@ -767,10 +773,12 @@ fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T, Stor
 
 fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
     let mut out = TxOutcome::default();
-    for w in tx {
+    for (i, w) in tx.iter().enumerate() {
         match w {
             Prepared::Create(r) => {
-                if !parent_exists(c, &r.pi)? {
+                // A parent created earlier in this transaction exists (an AE's privacy policy).
+                let made_here = tx[..i].iter().any(|p| matches!(p, Prepared::Create(q) if q.ri == r.pi));
+                if !made_here && !parent_exists(c, &r.pi)? {
                     return Err(StoreError::NotFound(r.pi.clone()));
                 }
                 insert(c, r)?
@@ -812,8 +820,10 @@ fn apply_tx(c: &Connection, tx: &[Prepared]) -> Result<TxOutcome, StoreError> {
 
 /// Appends a decision (numbered by SQLite unless it has a number) and gives its `seq`.
 fn insert_decision(c: &Connection, d: &Decision) -> Result<u64, StoreError> {
-    c.prepare_cached(&format!(
-        "INSERT INTO decisions ({DECISION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    c.prepare_cached(concat!(
+        "INSERT INTO decisions (",
+        decision_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .and_then(|mut s| {
         s.execute(params![
