@@ -1466,6 +1466,27 @@ async fn an_ae_refused_by_its_later_check_stays_refused_after_a_restart() {
     assert_eq!(r.rsc, 4126, "refused at once after the restart: {}", r.body);
 }
 
+/// The later check judges what the transport showed at the registration: a device denied by its
+/// SP-relative AE-ID, which registered with its bare stem while the registry was unreachable, is
+/// refused when the profile arrives.
+#[tokio::test]
+async fn the_later_check_judges_the_ae_ids_the_registration_showed() {
+    let policy = "[admission]\nregistry_unreachable = \"admit\"\nlookup_timeout_ms = 300\nreverify_seconds = 3600\n";
+    let denied = with(profile(GRID_APP), "/devices", json!({"denied": ["/id-in/Cdenied0003"]}));
+    let env = Env::with(Setup::new(policy).pre(vec![denied]).proxy()).await;
+    env.proxy().set(Fault::Hold);
+    let r = env.plain(&register("Cdenied0003", "denied", GRID_APP)).await;
+    assert_eq!(r.rsc, 2001, "admitted unverified: {}", r.body);
+    env.proxy().set(Fault::None);
+    env.proxy().release();
+    env.admission().reverify_once().await;
+    let r = env.plain(&Req::get("/cse-in/denied", "Cdenied0003")).await;
+    assert_eq!(r.rsc, 4126, "refused by the check: {}", r.body);
+    let decisions = env.decisions().await;
+    let later = decisions.iter().find(|d| d.ae_id == "Cdenied0003" && d.outcome == "rejected");
+    assert_eq!(later.map(|d| d.reason.as_str()), Some("device_denied"), "{decisions:#?}");
+}
+
 /// An AE deleted while it waited to be checked again stays deleted: the check does not bring its
 /// admission back.
 #[tokio::test]
