@@ -94,6 +94,7 @@ impl Service {
                     negative_ttl: ac.policy.negative_ttl(),
                     max_stale: Duration::from_secs(ac.policy.admission.max_stale_seconds),
                     lookup_timeout,
+                    max_entries: crate::admission::profiles::MAX_CACHED,
                 };
                 let log = DecisionLog::with_max(store.clone(), ac.policy.admission.decision_log_max_entries);
                 let profiles = Profiles::new(ac.registry, ac.keys, pcfg, Some(trust.clone()), Some(log.clone()));

@@ -105,6 +105,11 @@ type BlockHook = Box<dyn Fn(AppId) + Send + Sync>;
 
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Answer>, Failure>>>;
 
+/// The most answers the cache keeps unless told otherwise. Every App-ID a registration claims is
+/// looked up, and "not registered" is remembered too: without a bound, clients claiming made-up
+/// App-IDs would grow the cache for as long as the CSE runs.
+pub const MAX_CACHED: usize = 100_000;
+
 /// Settings of the profile source.
 #[derive(Debug, Clone)]
 pub struct ProfilesConfig {
@@ -113,6 +118,8 @@ pub struct ProfilesConfig {
     pub negative_ttl: Duration,
     pub max_stale: Duration,
     pub lookup_timeout: Duration,
+    /// The most answers cached ([`MAX_CACHED`]); see [`Profiles::remember`].
+    pub max_entries: usize,
 }
 
 /// Cached, verified profiles and the state the change feed keeps.
@@ -316,7 +323,7 @@ impl Profiles {
             Ok(answer) => {
                 self.warned.store(false, Ordering::Relaxed);
                 self.learn(app_id, answer);
-                self.entries.lock().insert(app_id.clone(), Entry { answer: answer.clone(), fetched: Instant::now() });
+                self.remember(app_id, answer);
             }
             Err(f @ (Failure::Auth(_) | Failure::Rejected(_))) => {
                 // A configuration error: every lookup fails alike, so say it loudly, once.
@@ -327,6 +334,31 @@ impl Profiles {
             Err(_) => {}
         }
         result
+    }
+
+    /// Caches `answer`. Past [`ProfilesConfig::max_entries`], the answers no lookup may use any more
+    /// go first ("not registered" past its TTL, a profile past both its TTL and `max_stale`), then
+    /// the oldest, down to nine tenths of the bound, so that one trim serves many insertions.
+    fn remember(&self, app_id: &AppId, answer: &Arc<Answer>) {
+        let mut entries = self.entries.lock();
+        entries.insert(app_id.clone(), Entry { answer: answer.clone(), fetched: Instant::now() });
+        let max = self.cfg.max_entries.max(1);
+        if entries.len() <= max {
+            return;
+        }
+        let (ttl, negative, stale) = (self.cfg.ttl, self.cfg.negative_ttl.min(self.cfg.ttl), self.cfg.max_stale);
+        entries.retain(|_, e| e.fetched.elapsed() < if e.answer.registered() { ttl.max(stale) } else { negative });
+        let keep = max - max / 10;
+        if entries.len() > keep {
+            let mut times: Vec<Instant> = entries.values().map(|e| e.fetched).collect();
+            let newest_dropped = *times.select_nth_unstable(entries.len() - keep - 1).1;
+            entries.retain(|k, e| e.fetched > newest_dropped || k == app_id);
+        }
+    }
+
+    /// How many answers are cached.
+    pub fn cached(&self) -> usize {
+        self.entries.lock().len()
     }
 
     /// Updates the blocked set and the trust map from a verified answer.
@@ -617,6 +649,7 @@ mod tests {
             negative_ttl: Duration::from_secs(negative),
             max_stale: Duration::from_secs(3600),
             lookup_timeout: Duration::from_secs(10),
+            max_entries: MAX_CACHED,
         }
     }
 
@@ -646,6 +679,40 @@ mod tests {
         tokio::time::resume();
         fresh(f.profiles.lookup(&app).await);
         assert_eq!(f.profiles.queries(), 2, "after the TTL the registry is asked again");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_cache_keeps_at_most_its_bound_and_drops_the_oldest() {
+        let f = fixture(ProfilesConfig { max_entries: 10, ..cfg(300, 300) }, None).await;
+        let made_up = |i: usize| id(&format!("Rnobody.org.none.app{i}"));
+        for i in 0..25 {
+            assert!(!fresh(f.profiles.lookup(&made_up(i)).await).registered());
+            assert!(f.profiles.cached() <= 10, "{} cached", f.profiles.cached());
+        }
+        let q = f.profiles.queries();
+        fresh(f.profiles.lookup(&made_up(24)).await);
+        assert_eq!(f.profiles.queries(), q, "the newest is cached");
+        fresh(f.profiles.lookup(&made_up(0)).await);
+        assert_eq!(f.profiles.queries(), q + 1, "the oldest was dropped");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_no_lookup_may_use_go_before_older_ones_that_may_be_used() {
+        let f = fixture(ProfilesConfig { max_entries: 10, ..cfg(300, 5) }, None).await;
+        f.registry.create(draft("Racme.com.acme.one", "active")).await.unwrap();
+        let app = id("Racme.com.acme.one");
+        assert!(fresh(f.profiles.lookup(&app).await).registered());
+        for i in 0..30 {
+            // A second apart (the lookups themselves run on the real clock).
+            tokio::time::pause();
+            tokio::time::advance(Duration::from_secs(1)).await;
+            tokio::time::resume();
+            fresh(f.profiles.lookup(&id(&format!("Rnobody.org.none.app{i}"))).await);
+            assert!(f.profiles.cached() <= 10, "{} cached", f.profiles.cached());
+        }
+        let q = f.profiles.queries();
+        assert!(fresh(f.profiles.lookup(&app).await).registered());
+        assert_eq!(f.profiles.queries(), q, "the profile, the oldest entry but within its TTL, was kept");
     }
 
     #[tokio::test(flavor = "current_thread")]
