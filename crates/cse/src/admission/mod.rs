@@ -316,18 +316,13 @@ impl Admission {
     }
 
     /// Counts and traces a decision (what every decision gets besides its log entry).
-    fn announce(ae: &str, app_id: &str, outcome: &str, reason: &str) {
-        metrics::counter!(
-            "warden_admission_decisions_total",
-            "outcome" => outcome.to_owned(),
-            "reason" => reason.to_owned()
-        )
-        .increment(1);
-        tracing::info!(ae, app_id, outcome, reason, "admission decision");
+    fn announce(ae: &str, app_id: &str, outcome: metrics::SharedString, reason: metrics::SharedString) {
+        tracing::info!(ae, app_id, outcome = &*outcome, reason = &*reason, "admission decision");
+        metrics::counter!("warden_admission_decisions_total", "outcome" => outcome, "reason" => reason).increment(1);
     }
 
     async fn record(&self, d: Decision) {
-        Self::announce(&d.ae_id, &d.app_id, &d.outcome, &d.reason);
+        Self::announce(&d.ae_id, &d.app_id, d.outcome.clone().into(), d.reason.clone().into());
         if let Err(e) = self.log.append(d).await {
             tracing::error!(error = %e, "cannot record an admission decision");
         }
@@ -574,7 +569,8 @@ impl Admission {
     /// Counts an admission whose AE (and entry, [`Admission::admission_entry`]) the transaction
     /// `out` stored, and starts enforcing what it grants.
     pub async fn admitted(&self, reg: &Registration<'_>, grant: &Grant, acp: Option<&str>, out: &TxOutcome) {
-        Self::announce(reg.stem, reg.app_id.as_str(), "admitted", grant.reason);
+        // Static labels: the counter's key is found without an allocation.
+        Self::announce(reg.stem, reg.app_id.as_str(), "admitted".into(), grant.reason.into());
         self.log.appended(out).await;
         if let Some(a) = &grant.answer {
             a.kept.store(true, Ordering::Relaxed);

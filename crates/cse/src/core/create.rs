@@ -244,7 +244,7 @@ impl Cse {
         dl: Deadline,
     ) -> Result<Response, AeRefusal> {
         use crate::admission::policy::Reason;
-        let super::types::NewAe { res, acp, grant, app_id } = new;
+        let super::types::NewAe { res, acp, grant, app_id, full_ae_ids } = new;
         let stem = res.ri().to_owned();
         let refuse = |reason: Reason, e: Error| AeRefusal::new(reason, &stem, app_id.as_str(), e);
         let created =
@@ -260,7 +260,6 @@ impl Cse {
         tx.writes.extend(acp.map(Write::Create));
         tx.writes.extend(pending.writes());
         // The admission is logged, and the answer it was made on kept, with the AE: both or neither.
-        let full_ae_ids = self.full_ae_ids(&stem);
         let reg = crate::admission::Registration {
             stem: &stem,
             full_ae_ids: &full_ae_ids,

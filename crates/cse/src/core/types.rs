@@ -20,6 +20,8 @@ pub(crate) struct NewAe {
     pub(crate) acp: Option<Resource>,
     pub(crate) grant: Option<crate::admission::Grant>,
     pub(crate) app_id: AppId,
+    /// The AE-ID in its SP-relative and absolute forms.
+    pub(crate) full_ae_ids: Vec<String>,
 }
 
 /// An AE registration refused: the error, and what to log (the reason, the AE-ID and the `api` as
@@ -305,7 +307,7 @@ impl Cse {
         if let Some(g) = &grant {
             res.meta = Some(g.meta(acp.as_ref().map(Resource::ri)));
         }
-        Ok(NewAe { res, acp, grant, app_id })
+        Ok(NewAe { res, acp, grant, app_id, full_ae_ids })
     }
 
     /// The resource ID of a remoteCSE: the registering CSE's ID without its slash.
