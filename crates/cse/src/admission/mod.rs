@@ -167,22 +167,14 @@ struct AeState {
     acp: Option<String>,
     enforced: bool,
     limiter: Option<Mutex<Bucket>>,
-    /// Admitted without a profile (registry unreachable, policy `admit`): checked again.
-    unverified: bool,
     /// Restored at start: its App-ID's status is confirmed once the CSE caught up with the feed.
     restored: bool,
     /// Refused after all when it was checked again.
     rejected: Option<Box<Rejection>>,
-    /// What the transport showed, kept only while the AE waits to be decided on again
-    /// (`unverified`): nothing else reads it, and an admitted AE costs memory for as long as it lives.
-    shown: Option<Box<Shown>>,
-}
-
-impl AeState {
-    /// `shown` as [`AeState::shown`] keeps it: only for an AE admitted unverified.
-    fn kept(unverified: bool, shown: &Shown) -> Option<Box<Shown>> {
-        unverified.then(|| Box::new(shown.clone()))
-    }
+    /// Set while the AE, admitted without a profile (registry unreachable, policy `admit`), waits
+    /// to be checked again: what the transport showed, which that check judges. Nothing else reads
+    /// it, and an admitted AE costs memory for as long as it lives.
+    unverified: Option<Box<Shown>>,
 }
 
 /// What the registration's client certificate proved (the owned form of [`Certificate`]).
@@ -585,10 +577,9 @@ impl Admission {
             record,
             acp: acp.map(str::to_owned),
             enforced: grant.enforced,
-            unverified: grant.unverified,
             restored: false,
             rejected: None,
-            shown: AeState::kept(grant.unverified, &grant.shown),
+            unverified: grant.unverified.then(|| Box::new(grant.shown.clone())),
         });
     }
 
@@ -663,8 +654,7 @@ impl Admission {
             self.profiles.learn_roots(&app_id, a.record.as_deref());
         }
         let record = answer.and_then(|a| a.record.clone());
-        let unverified = meta.get("unverified").and_then(Value::as_bool).unwrap_or(false);
-        let shown = unverified.then(|| {
+        let unverified = meta.get("unverified").and_then(Value::as_bool).unwrap_or(false).then(|| {
             let full_ae_ids = meta
                 .get("fullAeIds")
                 .and_then(Value::as_array)
@@ -685,10 +675,9 @@ impl Admission {
             record,
             acp: text("acp"),
             enforced: meta.get("enforced").and_then(Value::as_bool).unwrap_or(true),
-            unverified,
             restored: true,
             rejected: None,
-            shown,
+            unverified,
         });
     }
 
@@ -1018,7 +1007,7 @@ impl Admission {
 
     /// One round of [`Admission::reverify`]; how many AEs are still unverified.
     pub async fn reverify_once(&self) -> usize {
-        let pending: Vec<Arc<AeState>> = self.aes.read().values().filter(|s| s.unverified).cloned().collect();
+        let pending: Vec<Arc<AeState>> = self.aes.read().values().filter(|s| s.unverified.is_some()).cloned().collect();
         let mut by_app: HashMap<AppId, Vec<Arc<AeState>>> = HashMap::new();
         for s in pending {
             by_app.entry(s.app_id.clone()).or_default().push(s);
@@ -1044,6 +1033,7 @@ impl Admission {
         if !self.aes.read().get(&s.stem).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
             return; // deleted (or decided on) since the round began
         }
+        let Some(shown) = s.unverified.as_deref() else { return };
         let verdict = match &answer.record {
             None => Err(Rejection::new(
                 Rsc::AppRuleValidationFailed,
@@ -1051,8 +1041,6 @@ impl Admission {
                 format!("the App-ID {} is not registered", s.app_id),
             )),
             Some(record) => {
-                let none = Shown::default();
-                let shown = s.shown.as_deref().unwrap_or(&none);
                 let cert = shown.root_sha256.as_deref().map_or(Certificate::None, Certificate::Verified);
                 let ev = Evidence { cert, ae_id: &s.stem, full_ae_ids: &shown.full_ae_ids, binding: &shown.binding };
                 judge(&self.policy, record, &ev)
@@ -1091,10 +1079,9 @@ impl Admission {
             record,
             acp: s.acp.clone(),
             enforced: s.enforced,
-            unverified: false,
             restored: s.restored,
             rejected,
-            shown: None,
+            unverified: None,
         };
         if !self.activate_if(Some(s), settled) {
             return;
