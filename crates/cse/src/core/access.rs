@@ -102,13 +102,13 @@ impl AccessCache {
         self.parents.read().get(srn).cloned()
     }
 
-    pub(crate) fn remember_parent(&self, r: &Resource) {
+    pub(crate) fn remember_parent(&self, r: &Arc<Resource>) {
         if matches!(r.ty, ResourceType::CseBase | ResourceType::Ae | ResourceType::Container) {
             let mut parents = self.parents.write();
             if parents.len() >= MAX_CACHED_PARENTS {
                 parents.clear();
             }
-            parents.insert(r.srn.clone(), Arc::new(r.clone()));
+            parents.insert(r.srn.clone(), Arc::clone(r));
         }
     }
 

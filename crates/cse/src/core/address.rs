@@ -2,6 +2,8 @@
 //! unstructured (`cnt123`), hybrid (`cnt123/la`), SP-relative (`/id-in/...`) and absolute
 //! (`//sp/id-in/...`) forms, and the virtual resources `la`, `ol` and `fopt`.
 
+use std::sync::Arc;
+
 use onem2m::{Error, ResourceType, Rsc};
 
 use super::{Cse, Target, store_error};
@@ -75,7 +77,7 @@ impl Cse {
         }
         let r = self.lookup(&base_srn, &rest, base).await?.ok_or_else(|| not_found(to))?;
         crate::telemetry::target_type(r.ty);
-        Ok(Target::Resource(r))
+        Ok(Target::Resource(Arc::new(r)))
     }
 
     /// Like [`Cse::resolve`], for the target of a CREATE: the CSEBase, and an AE or a container at
@@ -85,7 +87,7 @@ impl Cse {
         let structured =
             path.strip_prefix(self.cfg.cse_name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         if structured && let Some(r) = self.cache.parent(path) {
-            return Ok(Target::Resource(r.as_ref().clone()));
+            return Ok(Target::Resource(r));
         }
         let target = self.resolve(to).await?;
         if let Target::Resource(r) = &target
@@ -106,20 +108,20 @@ impl Cse {
         base_srn: &str,
         rest: &[&str],
         base: Option<Resource>,
-    ) -> Result<Option<Resource>, Error> {
+    ) -> Result<Option<Arc<Resource>>, Error> {
         // A structured address (no base resource read by ID) below the CSEBase.
         if base.is_none() && !rest.is_empty() {
             let srn = format!("{base_srn}/{}", rest.join("/"));
             if let Some(r) = self.cache.parent(&srn) {
-                return Ok(Some(r.as_ref().clone()));
+                return Ok(Some(r));
             }
-            let found = self.store.get_by_srn(&srn).await.map_err(store_error)?;
+            let found = self.store.get_by_srn(&srn).await.map_err(store_error)?.map(Arc::new);
             if let Some(r) = &found {
                 self.cache.remember_parent(r);
             }
             return Ok(found);
         }
-        self.lookup(base_srn, rest, base).await
+        Ok(self.lookup(base_srn, rest, base).await?.map(Arc::new))
     }
 
     /// The resource at `base_srn/rest...`; `base` is the resource at `base_srn` when already known.

@@ -28,7 +28,7 @@ pub(crate) fn allowed_child(parent: ResourceType, child: ResourceType) -> bool {
 }
 
 /// The attributes of a request body: `{"m2m:<type>": {...}}` whose member matches `ty`.
-pub(crate) fn body_attrs(req: &Request, ty: ResourceType) -> Result<Map<String, Value>, Error> {
+pub(crate) fn body_attrs(req: &Request, ty: ResourceType) -> Result<&Map<String, Value>, Error> {
     let pc = req.pc.as_ref().ok_or_else(|| Error::bad_request("the request has no content"))?;
     let obj = pc.as_object().ok_or_else(|| Error::bad_request("the content must be a JSON object"))?;
     let mut members = obj.iter();
@@ -42,7 +42,7 @@ pub(crate) fn body_attrs(req: &Request, ty: ResourceType) -> Result<Map<String, 
                 )));
             }
             match attrs {
-                Value::Object(m) => Ok(m.clone()),
+                Value::Object(m) => Ok(m),
                 _ => Err(Error::bad_request(format!("{name} must be an object"))),
             }
         }
@@ -127,9 +127,11 @@ impl Cse {
             ));
         }
         if ty == ResourceType::Ae {
-            return match self.create_ae(req, rv, orig, ctx, now, dl).await {
+            // Boxed: the registration's state (admission, the registry lookup) would otherwise be
+            // part of every CREATE's future, and copied with it.
+            return match Box::pin(self.create_ae(req, rv, orig, ctx, now, dl)).await {
                 Ok(resp) => Ok(resp),
-                Err(refusal) => Err(self.refused_ae(refusal, now).await),
+                Err(refusal) => Err(Box::pin(self.refused_ae(refusal, now)).await),
             };
         }
         let rcn = create_rcn(req)?;
@@ -139,7 +141,7 @@ impl Cse {
             _ => return Err(Error::new(Rsc::OperationNotAllowed, "a virtual resource has no children")),
         };
         let requested = body_attrs(req, ty)?;
-        validate(ty, Operation::Create, &requested)?;
+        validate(ty, Operation::Create, requested)?;
         check_child(&parent, ty)?;
         let (res, instance) = {
             // Like an AE, a remote CSE registers by the registration rules, not the parent's ACP.
@@ -156,7 +158,7 @@ impl Cse {
         };
 
         if ty == ResourceType::Subscription {
-            self.within(dl, self.verify_subscription(&res, orig)).await?;
+            self.within(dl, Box::pin(self.verify_subscription(&res, orig))).await?;
         }
         let created =
             event(Some(NotificationEventType::CreateOfDirectChild), Some(Operation::Create), &orig.id, &res, None);
@@ -164,7 +166,7 @@ impl Cse {
         self.before(dl)?;
         // The answer is made before the resource goes to the store, which takes it; only a
         // notification needs it after that.
-        let resp = created_response(req, &res, rcn, &requested);
+        let resp = created_response(req, &res, rcn, requested);
         let rep = (!pending.is_empty()).then(|| res.clone());
         let write = if instance { Write::CreateInstance(res) } else { Write::Create(res) };
         let mut tx = Tx::one(write);
@@ -220,12 +222,12 @@ impl Cse {
             }
         };
         let requested = body_attrs(req, ResourceType::Ae).map_err(refuse(Reason::BadRequest))?;
-        validate(ResourceType::Ae, Operation::Create, &requested).map_err(refuse(Reason::BadRequest))?;
+        validate(ResourceType::Ae, Operation::Create, requested).map_err(refuse(Reason::BadRequest))?;
         check_child(&parent, ResourceType::Ae).map_err(refuse(Reason::InvalidParent))?;
         // An expired request costs no registry lookup.
         self.before(dl).map_err(refuse(Reason::RequestExpired))?;
         let new = self.prepare_ae(&parent, requested.clone(), rv, orig, ctx, now).await?;
-        self.register_ae(req, rcn, &parent, new, &requested, orig, ctx, now, dl).await
+        self.register_ae(req, rcn, &parent, new, requested, orig, ctx, now, dl).await
     }
 
     /// Stores a new AE (with its privacy policy, in one transaction) and starts what admission

@@ -17,7 +17,7 @@ impl Cse {
         let res = match self.resolve(&req.to).await? {
             Target::Resource(r) => {
                 self.check_access(&r, orig, Operation::Delete.acop_bit()).await?;
-                r
+                std::sync::Arc::unwrap_or_clone(r)
             }
             Target::Latest(cnt) => {
                 self.check_access(&cnt, orig, Operation::Delete.acop_bit()).await?;

@@ -389,7 +389,7 @@ impl Cse {
         // A refused AE registration is a decision (see `Cse::refused_ae`).
         let refuse_ae = |reason: crate::admission::policy::Reason, e: Error| {
             let from = req.from.as_deref().unwrap_or_default();
-            self.refused_ae(types::AeRefusal::new(reason, from, types::claimed_api(req.pc.as_ref()), e), now)
+            Box::pin(self.refused_ae(types::AeRefusal::new(reason, from, types::claimed_api(req.pc.as_ref()), e), now))
         };
         let orig = match self.originator(&req, ctx) {
             Ok(o) => o,
@@ -426,23 +426,25 @@ impl Cse {
                 return Err(e);
             }
             if !registering && ctx.binding != Binding::Internal {
-                a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;
+                Box::pin(a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len)).await?;
             }
         }
         let dl = Deadline::of(now, req.rqet, self.tunables.read().request_expiration);
+        // Each operation's future is boxed on its own: this one then holds none of them, and what
+        // is copied to start an operation is that operation's state only.
         match req.op {
-            Operation::Create => self.create(&req, rv, &orig, ctx, now, dl).await,
+            Operation::Create => Box::pin(self.create(&req, rv, &orig, ctx, now, dl)).await,
             // A retrieve changes nothing: all of it may be cut short.
             Operation::Retrieve => {
-                let (resp, monitored) = self.within(dl, self.retrieve(&req, &orig, ctx, dl)).await?;
+                let (resp, monitored) = self.within(dl, Box::pin(self.retrieve(&req, &orig, ctx, dl))).await?;
                 if let Some((pending, res)) = monitored {
-                    self.deliver_now(pending, &res).await;
+                    Box::pin(self.deliver_now(pending, &res)).await;
                 }
                 Ok(resp)
             }
-            Operation::Update => self.update(&req, &orig, ctx, now, dl).await,
-            Operation::Delete => self.delete(&req, &orig, ctx, dl).await,
-            Operation::Notify => self.notify(&req, &orig, dl).await,
+            Operation::Update => Box::pin(self.update(&req, &orig, ctx, now, dl)).await,
+            Operation::Delete => Box::pin(self.delete(&req, &orig, ctx, dl)).await,
+            Operation::Notify => Box::pin(self.notify(&req, &orig, dl)).await,
         }
     }
 
@@ -563,10 +565,12 @@ pub(crate) fn store_error(e: StoreError) -> Error {
 
 /// A resource found by a target, or a virtual resource of one.
 pub(crate) enum Target {
-    Resource(Resource),
+    /// A resource; shared with the parent cache when it came from there (a container receiving
+    /// instances is not copied for each).
+    Resource(Arc<Resource>),
     /// `la` or `ol` of a container.
-    Latest(Resource),
-    Oldest(Resource),
+    Latest(Arc<Resource>),
+    Oldest(Arc<Resource>),
     /// `fopt` of a group, with the rest of the path to append to each member.
     FanOut {
         group: Resource,
@@ -578,7 +582,7 @@ impl Target {
     /// The resource itself; virtual resources are not allowed for `op`.
     pub(crate) fn into_resource(self, op: Operation) -> Result<Resource, Error> {
         match self {
-            Target::Resource(r) => Ok(r),
+            Target::Resource(r) => Ok(Arc::unwrap_or_clone(r)),
             _ => Err(Error::new(Rsc::OperationNotAllowed, format!("{op:?} is not allowed on a virtual resource"))),
         }
     }

@@ -251,7 +251,7 @@ impl Cse {
     ) -> Result<Retrieved, Error> {
         let target = self.resolve(&req.to).await?;
         let res = match target {
-            Target::Resource(r) => r,
+            Target::Resource(r) => std::sync::Arc::unwrap_or_clone(r),
             Target::Latest(cnt) => return Ok((self.retrieve_instance(req, orig, &cnt, true).await?, None)),
             Target::Oldest(cnt) => return Ok((self.retrieve_instance(req, orig, &cnt, false).await?, None)),
             Target::FanOut { group, rest } => return Ok((self.fan_out(req, group, &rest, orig, ctx, dl).await?, None)),

@@ -481,7 +481,7 @@ impl Cse {
         let ae = match self.store.get(&ri).await.map_err(store_error)? {
             Some(r) if r.ty == ResourceType::Ae => r,
             _ => match self.resolve(nu).await {
-                Ok(Target::Resource(r)) if r.ty == ResourceType::Ae => r,
+                Ok(Target::Resource(r)) if r.ty == ResourceType::Ae => std::sync::Arc::unwrap_or_clone(r),
                 _ => return Err(Error::bad_request(format!("nu: {nu} is neither a URL nor a registered AE"))),
             },
         };
@@ -535,7 +535,7 @@ impl Cse {
         let mut kept = Vec::with_capacity(mid.len());
         for m in &mid {
             let member = match self.resolve(m).await {
-                Ok(Target::Resource(r)) => r,
+                Ok(Target::Resource(r)) => std::sync::Arc::unwrap_or_clone(r),
                 _ => return Err(Error::not_found(format!("group member {m} does not exist"))),
             };
             let ty = u64::from(member.ty.num());

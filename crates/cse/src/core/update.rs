@@ -22,7 +22,7 @@ impl Cse {
     ) -> Result<Response, Error> {
         use ResultContent::*;
         let mut res = match self.resolve(&req.to).await? {
-            Target::Resource(r) => r,
+            Target::Resource(r) => std::sync::Arc::unwrap_or_clone(r),
             Target::FanOut { group, rest } => return self.fan_out(req, group, &rest, orig, ctx, dl).await,
             Target::Latest(_) | Target::Oldest(_) => {
                 return Err(Error::new(Rsc::OperationNotAllowed, "a contentInstance cannot be updated"));
@@ -36,7 +36,7 @@ impl Cse {
             _ => {}
         }
         let rcn = rcn(req, Attributes, &[Nothing, Attributes, ModifiedAttributes])?;
-        let changed = body_attrs(req, res.ty)?;
+        let changed = body_attrs(req, res.ty)?.clone();
         validate(res.ty, Operation::Update, &changed)?;
         // Changing `acpi` needs UPDATE in the `pvs` of the policies it references now; changing
         // anything else needs UPDATE in their `pv` (TS-0001 §9.6.2; ONEM2M.md §4, ACP).
@@ -73,7 +73,7 @@ impl Cse {
         res.attrs.insert("lt".into(), Value::String(now.to_string()));
 
         if res.ty == ResourceType::Subscription && changed.contains_key("nu") {
-            self.within(dl, self.verify_subscription(&res, orig)).await?;
+            self.within(dl, Box::pin(self.verify_subscription(&res, orig))).await?;
         }
         let updated = event(
             Some(NotificationEventType::UpdateOfResource),
