@@ -426,7 +426,7 @@ impl Cse {
                 return Err(e);
             }
             if !registering && ctx.binding != Binding::Internal {
-                Box::pin(a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len)).await?;
+                a.check(&orig.id, ctx.sa.as_ref(), ctx.binding.name(), ctx.payload_len).await?;
             }
         }
         let dl = Deadline::of(now, req.rqet, self.tunables.read().request_expiration);

@@ -91,3 +91,26 @@ fn only_a_verified_certificate_or_the_admin_token_authenticates() {
     ctx.admin_authenticated = true;
     assert!(ctx.authenticated());
 }
+
+/// A request's processing holds no operation's state: each operation's future is boxed on its own,
+/// so that starting one copies that operation's state only (a future is copied whole when it moves).
+/// Were one of them inline, the processing's future would be larger than it.
+#[tokio::test]
+async fn a_requests_future_holds_no_operations_state() {
+    let h = Harness::start().await;
+    let ctx = Ctx::plain(Binding::Http);
+    let r = Request::new(Operation::Create, "cse-in", Some("CAdmin".into()), "rqi");
+    let orig = h.cse.originator(&r, &ctx).unwrap();
+    let now = h.cse.now();
+    let dl = super::Deadline::of(now, None, None);
+    let process = size_of_val(&h.cse.process(r.clone(), &ctx));
+    let operations = [
+        ("create", size_of_val(&h.cse.create(&r, onem2m::ReleaseVersion::V4, &orig, &ctx, now, dl))),
+        ("update", size_of_val(&h.cse.update(&r, &orig, &ctx, now, dl))),
+        ("delete", size_of_val(&h.cse.delete(&r, &orig, &ctx, dl))),
+        ("retrieve (with its deadline)", size_of_val(&h.cse.within(dl, h.cse.retrieve(&r, &orig, &ctx, dl)))),
+    ];
+    for (name, size) in operations {
+        assert!(process < size, "the processing's future ({process} bytes) holds a {name}'s ({size} bytes)");
+    }
+}
